@@ -1,0 +1,3 @@
+from traceparse.cli import main
+
+main()

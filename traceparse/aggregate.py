@@ -1,0 +1,458 @@
+"""Stage 5, aggregate: attribution + FLOPs → the report's rows, per step.
+
+Everything is averaged over the profiler steps found (a trace without steps is one step), so
+no table ever mixes the totals of several steps. Items outside every step (the warm-up tail,
+work after the last step) are left out of the per-step tables and counted in a note.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from traceparse.attribute import Attribution
+from traceparse.blocks import Blocks, block_of_calls, find_blocks
+from traceparse.flops import FlopTable
+from traceparse.flops.formulas import TENSOR_KINDS
+from traceparse.flops.peaks import peak_tflops
+from traceparse.kernels import FAMILIES, item_families
+from traceparse.load import CPU_OP, Trace
+from traceparse.report import (
+    BlockRow,
+    FamilyRow,
+    General,
+    ModuleRow,
+    PhaseRow,
+    Report,
+    TypeRow,
+)
+from traceparse.scopes import BACKWARD, FORWARD, PHASE_NAMES
+
+SLOWEST = 20
+
+
+def _ms(us: float) -> float:
+    return us / 1e3
+
+
+def _safe_div(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b <= 0:
+        return None
+    return a / b
+
+
+def _union_us(start: np.ndarray, end: np.ndarray) -> float:
+    """Total length of the union of intervals (GPU busy time)."""
+    if start.size == 0:
+        return 0.0
+    order = np.argsort(start, kind="stable")
+    s, e = start[order], end[order]
+    running_end = np.maximum.accumulate(e)
+    # A new busy segment starts where an interval begins after everything before it ended.
+    new_seg = np.concatenate([[True], s[1:] > running_end[:-1]])
+    seg_id = np.cumsum(new_seg) - 1
+    seg_start = s[new_seg]
+    seg_end = np.zeros(seg_start.size)
+    np.maximum.at(seg_end, seg_id, e)
+    return float((seg_end - seg_start).sum())
+
+
+def build_report(
+    trace: Trace,
+    attr: Attribution,
+    flops: FlopTable,
+    peak_override: float | None = None,
+) -> Report:
+    meta = trace.metadata
+    config: dict[str, Any] = meta.get("config") or {}
+    index = attr.index
+    items = attr.items
+    n_steps = attr.n_steps
+    in_steps = items.step >= 0
+    notes: list[str] = []
+
+    calls = attr.calls
+    blocks = find_blocks(calls, meta.get("blocks_container"))
+    block_of_call = block_of_calls(calls, blocks.index_of_call)
+    call_in_steps = calls.step >= 0
+
+    # ---- time per call (per step) ------------------------------------------------------
+    def per_step_self(phase: int | None) -> np.ndarray:
+        keep = in_steps & (items.call >= 0)
+        if phase is not None:
+            keep &= items.phase == phase
+        return np.bincount(items.call[keep], weights=items.dur[keep], minlength=len(calls)) / n_steps
+
+    def inclusive(values: np.ndarray) -> np.ndarray:
+        out = values.astype(float).copy()
+        for d in range(int(calls.depth.max()) if len(calls) else -1, 0, -1):
+            at = np.flatnonzero((calls.depth == d) & (calls.parent >= 0))
+            np.add.at(out, calls.parent[at], out[at])
+        return out
+
+    self_all = per_step_self(None)
+    incl_all = inclusive(self_all)
+    incl_fwd = inclusive(per_step_self(FORWARD))
+    incl_bwd = inclusive(per_step_self(BACKWARD))
+    flops_in_steps = flops.step >= 0
+    tensor_idx = [i for i, k in enumerate(("gemm", "attention", "conv", "ssm", "elementwise")) if k in TENSOR_KINDS]
+    tmask = np.isin(flops.kind, tensor_idx) & flops_in_steps & (flops.call >= 0)
+    call_flops = inclusive(np.bincount(flops.call[tmask], weights=flops.flops[tmask], minlength=len(calls)) / n_steps)
+    cov_mask = in_steps & (items.call >= 0) & flops.item_covered
+    call_cov_us = inclusive(
+        np.bincount(items.call[cov_mask], weights=items.dur[cov_mask], minlength=len(calls)) / n_steps
+    )
+
+    kernel_us = float(items.dur[in_steps].sum()) / n_steps
+    has_shapes = flops.has_shapes
+    total_flops = float(flops.flops[np.isin(flops.kind, tensor_idx) & flops_in_steps].sum()) / n_steps
+    ew_idx = 4
+    ew_flops = float(flops.flops[(flops.kind == ew_idx) & flops_in_steps].sum()) / n_steps
+    analytic_flops = float(flops.flops[flops.analytic & flops_in_steps].sum()) / n_steps
+    coverage = float(items.dur[in_steps & flops.item_covered].sum()) / n_steps / kernel_us if kernel_us else None
+
+    device = _device_name(trace)
+    peak = peak_override if peak_override else peak_tflops(device, flops.dtype)
+    mode = meta.get("mode") or _infer_mode(attr)
+
+    # ---- blocks ---------------------------------------------------------------------------
+    params_by_block = _params_by_block(meta)
+    block_rows: list[BlockRow] = []
+    by_block: dict[int, list[int]] = defaultdict(list)
+    for c in np.flatnonzero((blocks.index_of_call >= 0) & call_in_steps):
+        by_block[int(blocks.index_of_call[c])].append(int(c))
+    for b in sorted(by_block):
+        cs = by_block[b]
+        gpu_ms = _ms(float(incl_all[cs].sum()))
+        f = float(call_flops[cs].sum()) if has_shapes else None
+        tfl = _safe_div(f, gpu_ms * 1e9) if f is not None and gpu_ms > 0 else None
+        block_rows.append(
+            BlockRow(
+                index=b,
+                name=blocks.names.get(b, str(b)),
+                kind=blocks.kinds.get(b, "other"),
+                gpu_ms=gpu_ms,
+                self_ms=_ms(float(self_all[cs].sum())),
+                forward_ms=_ms(float(incl_fwd[cs].sum())),
+                backward_ms=_ms(float(incl_bwd[cs].sum())),
+                share_pct=100.0 * gpu_ms / _ms(kernel_us) if kernel_us else 0.0,
+                flops=f,
+                tflops=tfl,
+                mfu=_safe_div(tfl, peak),
+                flop_coverage=_safe_div(float(call_cov_us[cs].sum()), float(incl_all[cs].sum())),
+                params=params_by_block.get(b),
+            )
+        )
+
+    # ---- module types and modules ------------------------------------------------------------
+    type_rows = _type_rows(calls, call_in_steps, self_all, incl_all, n_steps, kernel_us)
+    module_rows = _module_rows(calls, call_in_steps, self_all, incl_all, n_steps, block_of_call)
+
+    # ---- kernel families ---------------------------------------------------------------------
+    ev = index.events
+    fam = item_families(ev.names, ev.name[items.event_row], ev.kind[items.event_row])
+    kinds_of_item = np.full(len(items), "none", dtype=object)
+    has_call = items.call >= 0
+    item_block = np.where(has_call, block_of_call[np.where(has_call, items.call, 0)], -1)
+    for b, kind in blocks.kinds.items():
+        kinds_of_item[item_block == b] = kind
+    family_rows = []
+    for f_i, family in enumerate(FAMILIES):
+        sel = in_steps & (fam == f_i)
+        us = float(items.dur[sel].sum()) / n_steps
+        if us <= 0 and not sel.any():
+            continue
+        by_kind: dict[str, float] = defaultdict(float)
+        for kind in set(kinds_of_item[sel].tolist()):
+            by_kind[str(kind)] = _ms(float(items.dur[sel & (kinds_of_item == kind)].sum()) / n_steps)
+        family_rows.append(
+            FamilyRow(
+                family,
+                _ms(us),
+                float(sel.sum()) / n_steps,
+                100.0 * us / kernel_us if kernel_us else 0.0,
+                dict(sorted(by_kind.items())),
+            )
+        )
+    family_rows.sort(key=lambda r: -r.kernel_ms)
+
+    # ---- phases ---------------------------------------------------------------------------------
+    phase_rows = []
+    for p, pname in enumerate(PHASE_NAMES):
+        sel = in_steps & (items.phase == p)
+        if not sel.any():
+            continue
+        p_self = per_step_self(p)
+        p_incl = inclusive(p_self)
+        pf_mask = np.isin(flops.kind, tensor_idx) & flops_in_steps & (flops.phase == p) & (flops.call >= 0)
+        p_flops = inclusive(
+            np.bincount(flops.call[pf_mask], weights=flops.flops[pf_mask], minlength=len(calls)) / n_steps
+        )
+        total_p_flops = float(flops.flops[np.isin(flops.kind, tensor_idx) & flops_in_steps & (flops.phase == p)].sum())
+        phase_rows.append(
+            PhaseRow(
+                phase=pname,
+                kernel_ms=_ms(float(items.dur[sel].sum()) / n_steps),
+                flops=total_p_flops / n_steps if has_shapes else None,
+                unattributed_ms=_ms(float(items.dur[sel & (items.call < 0)].sum()) / n_steps),
+                blocks=[
+                    {
+                        "index": b,
+                        "gpu_ms": _ms(float(p_incl[cs].sum())),
+                        "flops": float(p_flops[cs].sum()) if has_shapes else None,
+                    }
+                    for b, cs in sorted(by_block.items())
+                ],
+            )
+        )
+
+    # Unattributed: work of forward/backward/other phases outside any module. Loss and
+    # optimizer work has its own section, so it is attributed there, not lost.
+    unattr_sel = in_steps & (items.call < 0) & np.isin(items.phase, [FORWARD, BACKWARD, len(PHASE_NAMES) - 1])
+    unattributed_ms = _ms(float(items.dur[unattr_sel].sum()) / n_steps)
+
+    # ---- general -------------------------------------------------------------------------------
+    steps = index.steps
+    walls = [s.wall_ms for s in steps] if steps else [_ms(float((ev.ts + ev.dur).max() - ev.ts.min()))]
+    wall_ms = float(np.mean(walls))
+    gpu = len(index.gpu) > 0
+    busy_ms = None
+    if gpu:
+        busy = [_union_us(items.start[items.step == s], items.end[items.step == s]) for s in range(n_steps)]
+        busy_ms = _ms(float(np.mean(busy)))
+    roots = np.flatnonzero((calls.parent < 0) & call_in_steps)
+    fwd_profiled = _ms(float((calls.end[roots] - calls.start[roots]).sum()) / n_steps) if roots.size else None
+    timing = meta.get("timing") or {}
+    fwd_plain = timing.get("forward_ms_uninstrumented")
+    step_plain = timing.get("step_ms_uninstrumented")
+    basis_ms, basis = _effective_basis(mode, fwd_plain, step_plain, fwd_profiled, wall_ms)
+    flops_total = total_flops if has_shapes else None
+    eff = _safe_div(flops_total, basis_ms * 1e9 if basis_ms else None)
+    general = General(
+        model=meta.get("model_id"),
+        model_class=meta.get("model_class"),
+        device=device,
+        steps=len(steps) if steps else 1,
+        hidden_size=_int_or_none(config.get("hidden_size")) or _hidden_from_trace(attr),
+        seq_len=_int_or_none(meta.get("seq_len")),
+        batch_size=_int_or_none(meta.get("batch_size")),
+        num_blocks=len(by_block),
+        params=_int_or_none(meta.get("params")),
+        params_linear=_int_or_none(meta.get("params_linear")),
+        kernel_ms=_ms(kernel_us),
+        gpu_busy_ms=busy_ms,
+        wall_ms=wall_ms,
+        wall_ms_min=float(min(walls)),
+        wall_ms_max=float(max(walls)),
+        forward_ms_profiled=fwd_profiled,
+        forward_ms_uninstrumented=fwd_plain,
+        forward_ms_scopes=timing.get("forward_ms_scopes"),
+        step_ms_uninstrumented=step_plain,
+        gpu_idle_pct=100.0 * (1.0 - busy_ms / wall_ms) if busy_ms is not None and wall_ms > 0 else None,
+        flops=flops_total,
+        flops_elementwise=ew_flops if has_shapes else None,
+        flops_analytic=analytic_flops if has_shapes else None,
+        effective_tflops=eff,
+        effective_basis=basis if eff is not None else None,
+        kernel_tflops=_safe_div(flops_total, kernel_us * 1e6) if flops_total is not None else None,
+        mfu=_safe_div(eff, peak),
+        peak_tflops=peak,
+        dtype=flops.dtype,
+        flop_coverage=coverage if has_shapes else 0.0,
+        attention_flops=flops.convention,
+        mode=mode,
+        unattributed_ms=unattributed_ms,
+    )
+    notes += _notes(trace, attr, flops, n_steps, in_steps, blocks)
+    return Report(
+        source=trace.path,
+        general=general,
+        blocks=block_rows,
+        module_types=type_rows,
+        slowest_modules=module_rows,
+        kernel_families=family_rows,
+        phases=phase_rows,
+        attribution=attr.mode,
+        notes=notes,
+        step_wall_ms=walls,
+        top_operators=_top_operators(attr, in_steps, n_steps) if attr.mode in ("operators", "cpu") else [],
+    )
+
+
+def _effective_basis(
+    mode: str | None, fwd_plain: float | None, step_plain: float | None, fwd_profiled: float | None, wall: float
+) -> tuple[float | None, str]:
+    if mode in (None, "forward") and fwd_plain:
+        return float(fwd_plain), "forward_ms_uninstrumented"
+    if mode in ("train", "generate") and step_plain:
+        return float(step_plain), "step_ms_uninstrumented"
+    if mode in (None, "forward") and fwd_profiled:
+        return fwd_profiled, "forward_ms_profiled"
+    return wall, "wall_ms"
+
+
+def _type_rows(
+    calls: Any, in_steps: np.ndarray, self_ms: np.ndarray, incl: np.ndarray, n_steps: int, kernel_us: float
+) -> list[TypeRow]:
+    counts: dict[str, int] = defaultdict(int)
+    tot: dict[str, float] = defaultdict(float)
+    slf: dict[str, float] = defaultdict(float)
+    # Inclusive time of a type counts each call once, but not a call nested in one of its own type.
+    same_type_parent = np.zeros(len(calls), bool)
+    par = calls.parent
+    has = par >= 0
+    same_type_parent[has] = calls.cls[par[has]] == calls.cls[has]
+    for c in np.flatnonzero(in_steps):
+        t = str(calls.cls[c])
+        counts[t] += 1
+        slf[t] += float(self_ms[c])
+        if not same_type_parent[c]:
+            tot[t] += float(incl[c])
+    rows = []
+    for t in counts:
+        count = counts[t] / n_steps
+        total = _ms(tot[t])
+        rows.append(
+            TypeRow(
+                t,
+                count,
+                total,
+                total / count if count else 0.0,
+                _ms(slf[t]),
+                100.0 * slf[t] / kernel_us if kernel_us else 0.0,
+            )
+        )
+    rows.sort(key=lambda r: (-r.self_ms, -r.total_ms))
+    return rows
+
+
+def _module_rows(
+    calls: Any, in_steps: np.ndarray, self_ms: np.ndarray, incl: np.ndarray, n_steps: int, block_of_call: np.ndarray
+) -> list[ModuleRow]:
+    agg: dict[tuple[str, str], list[float]] = {}
+    blk: dict[tuple[str, str], int] = {}
+    for c in np.flatnonzero(in_steps):
+        key = (str(calls.qual[c]), str(calls.cls[c]))
+        a = agg.setdefault(key, [0.0, 0.0, 0.0])
+        a[0] += float(self_ms[c])
+        a[1] += float(incl[c])
+        a[2] += 1
+        blk[key] = int(block_of_call[c])
+    rows = [
+        ModuleRow(q, t, _ms(v[0]), _ms(v[1]), v[2] / n_steps, blk[(q, t)] if blk[(q, t)] >= 0 else None)
+        for (q, t), v in agg.items()
+    ]
+    rows.sort(key=lambda r: (-r.self_ms, -r.inclusive_ms))
+    return rows[:SLOWEST]
+
+
+def _top_operators(attr: Attribution, in_steps: np.ndarray, n_steps: int) -> list[dict[str, Any]]:
+    """Operator-level fallback: time by the outermost CPU op around each item."""
+    forest, ev = attr.index.forest, attr.index.events
+    items = attr.items
+    has = items.op >= 0
+    # Outermost op: walk up while the parent is still an op.
+    top = items.op.copy()
+    is_op = np.zeros(len(forest), bool)
+    is_op[ev.kind[forest.rows] == CPU_OP] = True
+    for _ in range(int(forest.max_depth) + 1):
+        par = np.where(top >= 0, forest.parent[np.where(top >= 0, top, 0)], -1)
+        up = (par >= 0) & is_op[np.where(par >= 0, par, 0)]
+        if not up.any():
+            break
+        top = np.where(up, par, top)
+    agg: dict[str, list[float]] = {}
+    for i in np.flatnonzero(in_steps & has):
+        name = ev.names[int(ev.name[forest.rows[top[i]]])]
+        a = agg.setdefault(name, [0.0, 0.0])
+        a[0] += float(items.dur[i])
+        a[1] += 1
+    rows: list[dict[str, Any]] = [
+        {"operator": k, "kernel_ms": _ms(v[0]) / n_steps, "items": v[1] / n_steps} for k, v in agg.items()
+    ]
+    rows.sort(key=lambda r: -float(r["kernel_ms"]))
+    return rows[:SLOWEST]
+
+
+def _notes(
+    trace: Trace, attr: Attribution, flops: FlopTable, n_steps: int, in_steps: np.ndarray, blocks: Blocks
+) -> list[str]:
+    notes = []
+    index = attr.index
+    if attr.mode == "cpu":
+        notes.append("CPU-only trace (no GPU events): times are CPU operator self times, not kernel times.")
+    if attr.mode == "with_stack":
+        notes.append("No traceparse scopes: modules come from with_stack 'nn.Module:' events (instance names).")
+    if attr.mode == "operators":
+        notes.append(
+            "No module scopes and no with_stack events: attribution falls back to operators; "
+            "capture with `traceparse capture` (or with_stack=True) for module and block tables."
+        )
+    if not index.steps_found:
+        notes.append("No ProfilerStep# annotations: the whole trace is treated as one step.")
+    if index.incomplete_steps:
+        notes.append(f"{index.incomplete_steps} incomplete ProfilerStep span(s) at the end were dropped.")
+    outside = float(attr.items.dur[~in_steps].sum())
+    if outside > 0:
+        notes.append(f"{outside / 1e3:.3f} ms of work lies outside every profiler step and is not in the tables.")
+    if not flops.has_shapes:
+        notes.append("The trace has no Input Dims (record_shapes=False): FLOPs are unknown.")
+    if trace.dropped_events:
+        notes.append(f"{trace.dropped_events} complete events without ts/dur were skipped.")
+    if flops.analytic.any():
+        notes.append("SSM (Mamba2) scan FLOPs are analytic, from the model config in the trace metadata.")
+    if blocks.container is None and len(attr.calls):
+        notes.append("No block container found: the per-block table is empty.")
+    if trace.source_format == "array":
+        notes.append("Trace in Chrome's JSON-array form (no metadata).")
+    del n_steps
+    return notes
+
+
+def _params_by_block(meta: dict[str, Any]) -> dict[int, int]:
+    out: dict[int, int] = defaultdict(int)
+    for row in meta.get("modules") or []:
+        if isinstance(row, dict) and isinstance(row.get("block"), int):
+            out[row["block"]] += int(row.get("params") or 0)
+    return dict(out)
+
+
+def _device_name(trace: Trace) -> str | None:
+    for props in trace.device_properties:
+        if props.get("name"):
+            return str(props["name"])
+    dev = (trace.metadata.get("device") or {}) if isinstance(trace.metadata.get("device"), dict) else {}
+    return dev.get("name") or None
+
+
+def _int_or_none(v: Any) -> int | None:
+    return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+_EMBED = re.compile(r"^aten::embedding$")
+
+
+def _hidden_from_trace(attr: Attribution) -> int | None:
+    ev = attr.index.events
+    ids = [i for i, n in enumerate(ev.names) if _EMBED.match(n)]
+    if not ids:
+        return None
+    import msgspec
+
+    for row, raw in ev.input_dims.items():
+        if int(ev.name[row]) in ids:
+            try:
+                dims = msgspec.json.decode(raw)
+            except msgspec.DecodeError:
+                return None
+            if dims and isinstance(dims[0], list) and len(dims[0]) == 2:
+                return int(dims[0][1])
+    return None
+
+
+def _infer_mode(attr: Attribution) -> str:
+    phases = set(attr.items.phase.tolist())
+    return "train" if BACKWARD in phases else "forward"

@@ -1,0 +1,301 @@
+"""Stage 3, attribute: each unit of work → the module call it ran for, its phase and step.
+
+Work items are GPU kernels/memcpys/memsets (their own durations), or — in a CPU-only trace —
+the self time of each CPU interval. Each item counts once as *self* time of its innermost module
+call and as *inclusive* time of every enclosing call. Backward kernels run under autograd's
+node ops with no module scope around them; they are mapped to the module of the forward op
+with the same autograd sequence number. The invariant, checked here:
+
+    sum(self time of every call) + unattributed time == total item time   (per phase and step)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from traceparse.index import Index
+from traceparse.load import CPU_OP, USER_ANNOTATION
+from traceparse.scopes import (
+    BACKWARD,
+    FORWARD,
+    PHASE_NAMES,
+    ScopeNames,
+    backward_nodes,
+    classify_names,
+    phase_markers,
+)
+
+ATTRIBUTION_MODES = ("scopes", "with_stack", "operators", "cpu")
+
+
+@dataclass(frozen=True)
+class ModuleCalls:
+    """One row per module call (scope interval); `parent` indexes this table (-1: a root call)."""
+
+    pos: np.ndarray  # forest position of the scope interval
+    qual: np.ndarray  # object array of qualified names
+    cls: np.ndarray  # object array of class names
+    parent: np.ndarray
+    depth: np.ndarray  # depth among module calls (root call = 0)
+    step: np.ndarray  # step index, -1 outside steps
+    start: np.ndarray  # CPU µs
+    end: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.pos.shape[0])
+
+
+@dataclass(frozen=True)
+class Items:
+    """The units of work that time is measured in, with their attribution."""
+
+    dur: np.ndarray  # µs
+    start: np.ndarray
+    end: np.ndarray
+    anchor: np.ndarray  # forest position the item hangs from (launch, op or itself), -1 if none
+    op: np.ndarray  # forest position of the innermost CPU op, -1 if none
+    call: np.ndarray  # index into ModuleCalls, -1: unattributed
+    phase: np.ndarray  # int8 phase code
+    step: np.ndarray  # step index, -1 outside every step
+    event_row: np.ndarray  # row in Events
+
+    def __len__(self) -> int:
+        return int(self.dur.shape[0])
+
+
+@dataclass(frozen=True)
+class Attribution:
+    index: Index
+    mode: str  # one of ATTRIBUTION_MODES
+    scope_source: str
+    calls: ModuleCalls
+    items: Items
+    nearest_call: np.ndarray  # forest position → call index of the innermost module call (-1)
+    backward_call: np.ndarray  # forest position → forward call differentiated there (-1)
+    phase_of_pos: np.ndarray  # forest position → phase
+    n_steps: int
+
+    def self_us(self, phase: int | None = None, step: int | None = None) -> np.ndarray:
+        """Self time per call (µs), summed over items of the phase/step (None: all)."""
+        keep = self._select(phase, step) & (self.items.call >= 0)
+        return np.bincount(self.items.call[keep], weights=self.items.dur[keep], minlength=len(self.calls))
+
+    def inclusive_us(self, phase: int | None = None, step: int | None = None) -> np.ndarray:
+        incl = self.self_us(phase, step).copy()
+        calls = self.calls
+        for d in range(int(calls.depth.max()) if len(calls) else -1, 0, -1):
+            at = np.flatnonzero((calls.depth == d) & (calls.parent >= 0))
+            np.add.at(incl, calls.parent[at], incl[at])
+        return incl
+
+    def call_of_pos(self, pos: np.ndarray) -> np.ndarray:
+        """Module call for forest positions: the enclosing scope, else the differentiated one."""
+        call = self.nearest_call[pos]
+        return np.where(call >= 0, call, self.backward_call[pos])
+
+    def step_of_time(self, when: np.ndarray) -> np.ndarray:
+        steps = self.index.steps
+        if not steps:
+            return np.zeros(when.shape[0], np.int64)
+        s0 = np.array([s.start for s in steps])
+        s1 = np.array([s.end for s in steps])
+        k = np.searchsorted(s0, when, side="right") - 1
+        return np.where((k >= 0) & (when <= s1[np.clip(k, 0, None)]), k, -1)
+
+    def unattributed_us(self, phase: int | None = None, step: int | None = None) -> float:
+        keep = self._select(phase, step) & (self.items.call < 0)
+        return float(self.items.dur[keep].sum())
+
+    def total_us(self, phase: int | None = None, step: int | None = None) -> float:
+        return float(self.items.dur[self._select(phase, step)].sum())
+
+    def _select(self, phase: int | None, step: int | None) -> np.ndarray:
+        keep = np.ones(len(self.items), bool)
+        if phase is not None:
+            keep &= self.items.phase == phase
+        if step is not None:
+            keep &= self.items.step == step
+        return keep
+
+    def self_check(self) -> None:
+        """The conservation invariant; raises AssertionError (a bug) if time leaked or doubled."""
+        for phase in range(len(PHASE_NAMES)):
+            total = self.total_us(phase)
+            parts = float(self.self_us(phase).sum()) + self.unattributed_us(phase)
+            assert abs(parts - total) <= 1e-6 * max(1.0, abs(total)), (
+                f"attribution leak in {PHASE_NAMES[phase]}: self+unattributed={parts} != total={total}"
+            )
+        roots = np.flatnonzero(self.calls.parent < 0)
+        incl = self.inclusive_us()
+        attributed = float(self.self_us().sum())
+        assert abs(float(incl[roots].sum()) - attributed) <= 1e-6 * max(1.0, attributed), (
+            "inclusive time of root calls differs from the sum of self times"
+        )
+
+
+def attribute(index: Index) -> Attribution:
+    ev, forest = index.events, index.forest
+    names = classify_names(ev)
+    name_of_pos = ev.name[forest.rows]
+    kind_of_pos = ev.kind[forest.rows]
+    is_scope = names.is_scope[name_of_pos]
+    calls, call_of_scope_pos = _module_calls(index, names, is_scope)
+    nearest_call = forest.propagate(call_of_scope_pos, is_scope)
+
+    markers = phase_markers(ev.names)[name_of_pos]
+    phase_of_pos = forest.propagate(markers, markers >= 0, fill=FORWARD).astype(np.int8)
+    # Backward nodes carry the forward module they differentiate (by autograd sequence number).
+    bwd_call = _backward_calls(index, nearest_call, phase_of_pos, name_of_pos)
+
+    cpu_only = len(index.gpu) == 0
+    if cpu_only:
+        items = _cpu_items(index, kind_of_pos)
+    else:
+        g = index.gpu
+        anchor = np.where(g.launch >= 0, g.launch, g.op)
+        items = Items(
+            dur=g.end - g.start,
+            start=g.start,
+            end=g.end,
+            anchor=anchor,
+            op=g.op,
+            call=np.full(len(g), -1, np.int64),
+            phase=np.full(len(g), FORWARD, np.int8),
+            step=g.step,
+            event_row=g.rows,
+        )
+    has = items.anchor >= 0
+    safe = np.where(has, items.anchor, 0)
+    call = np.where(has, nearest_call[safe], -1)
+    phase = np.where(has, phase_of_pos[safe], FORWARD).astype(np.int8)
+    from_bwd = has & (call < 0) & (bwd_call[safe] >= 0)
+    call = np.where(from_bwd, bwd_call[safe], call)
+    items = Items(
+        dur=items.dur,
+        start=items.start,
+        end=items.end,
+        anchor=items.anchor,
+        op=items.op,
+        call=call,
+        phase=phase,
+        step=items.step,
+        event_row=items.event_row,
+    )
+    if names.source == "scopes":
+        mode = "scopes"
+    elif names.source == "with_stack":
+        mode = "with_stack"
+    else:
+        mode = "operators"
+    if cpu_only:
+        mode = "cpu"
+    result = Attribution(
+        index=index,
+        mode=mode,
+        scope_source=names.source,
+        calls=calls,
+        items=items,
+        nearest_call=nearest_call,
+        backward_call=bwd_call,
+        phase_of_pos=phase_of_pos,
+        n_steps=max(1, len(index.steps)),
+    )
+    result.self_check()
+    return result
+
+
+def _module_calls(index: Index, names: ScopeNames, is_scope: np.ndarray) -> tuple[ModuleCalls, np.ndarray]:
+    forest, ev = index.forest, index.events
+    scope_pos = np.flatnonzero(is_scope)
+    call_of_scope_pos = np.full(len(forest), -1, np.int64)
+    call_of_scope_pos[scope_pos] = np.arange(scope_pos.size)
+    nearest = forest.propagate(call_of_scope_pos, is_scope)
+    par_pos = forest.parent[scope_pos]
+    parent = np.where(par_pos >= 0, nearest[np.where(par_pos >= 0, par_pos, 0)], -1)
+    depth = np.zeros(scope_pos.size, np.int64)
+    # Parents sit at lower forest depth than children, so settling depth level by level works.
+    if scope_pos.size:
+        levels = forest.depth[scope_pos]
+        for lv in np.unique(levels):
+            at = np.flatnonzero(levels == lv)
+            p = parent[at]
+            depth[at] = np.where(p >= 0, depth[np.where(p >= 0, p, 0)] + 1, 0)
+    name_ids = ev.name[forest.rows[scope_pos]]
+    qual = np.array([names.qual[i] for i in name_ids], dtype=object)
+    cls = np.array([names.cls[i] for i in name_ids], dtype=object)
+    starts = forest.start[scope_pos]
+    steps = index.steps
+    if steps:
+        s0 = np.array([s.start for s in steps])
+        s1 = np.array([s.end for s in steps])
+        k = np.searchsorted(s0, starts, side="right") - 1
+        step = np.where((k >= 0) & (starts <= s1[np.clip(k, 0, None)]), k, -1)
+    else:
+        step = np.zeros(scope_pos.size, np.int64)
+    return (
+        ModuleCalls(scope_pos, qual, cls, parent, depth, step, starts, forest.end[scope_pos]),
+        call_of_scope_pos,
+    )
+
+
+def _backward_calls(
+    index: Index, nearest_call: np.ndarray, phase_of_pos: np.ndarray, name_of_pos: np.ndarray
+) -> np.ndarray:
+    """Forest position → forward module call differentiated there (-1 where none)."""
+    ev, forest = index.events, index.forest
+    seq = ev.seq[forest.rows]
+    is_node = backward_nodes(ev.names)[name_of_pos] & (seq >= 0)
+    fwd = (ev.kind[forest.rows] == CPU_OP) & (seq >= 0) & (phase_of_pos != BACKWARD) & (nearest_call >= 0)
+    out = np.full(len(forest), -1, np.int64)
+    if not is_node.any() or not fwd.any():
+        return out
+    fwd_pos = np.flatnonzero(fwd)
+    # Of the forward ops sharing a sequence number, the deepest-scoped one names the module.
+    order = np.lexsort((-forest.depth[fwd_pos], seq[fwd_pos]))
+    fwd_pos = fwd_pos[order]
+    fseq = seq[fwd_pos]
+    first = np.concatenate([[True], fseq[1:] != fseq[:-1]])
+    fwd_pos, fseq = fwd_pos[first], fseq[first]
+    node_pos = np.flatnonzero(is_node)
+    k = np.clip(np.searchsorted(fseq, seq[node_pos]), 0, fseq.size - 1)
+    hit = fseq[k] == seq[node_pos]
+    own = np.full(len(forest), -1, np.int64)
+    own[node_pos[hit]] = nearest_call[fwd_pos[k[hit]]]
+    return forest.propagate(own, own >= 0)
+
+
+def _cpu_items(index: Index, kind_of_pos: np.ndarray) -> Items:
+    """CPU-only trace: the self time (duration minus children) of every CPU interval."""
+    forest = index.forest
+    dur = forest.end - forest.start
+    child_sum = np.zeros(len(forest))
+    has_parent = forest.parent >= 0
+    np.add.at(child_sum, forest.parent[has_parent], dur[has_parent])
+    self_dur = np.maximum(dur - child_sum, 0.0)
+    step_names = {i for i, n in enumerate(index.events.names) if n.startswith("ProfilerStep#")}
+    is_step = (kind_of_pos == USER_ANNOTATION) & np.isin(index.events.name[forest.rows], list(step_names))
+    keep = np.flatnonzero((self_dur > 0) & ~is_step)
+    starts = forest.start[keep]
+    steps = index.steps
+    if steps:
+        s0 = np.array([s.start for s in steps])
+        s1 = np.array([s.end for s in steps])
+        k = np.searchsorted(s0, starts, side="right") - 1
+        step = np.where((k >= 0) & (starts <= s1[np.clip(k, 0, None)]), k, -1)
+    else:
+        step = np.zeros(keep.size, np.int64)
+    is_op = kind_of_pos == CPU_OP
+    nearest_op = forest.propagate(np.arange(len(forest)), is_op)
+    return Items(
+        dur=self_dur[keep],
+        start=starts,
+        end=starts + self_dur[keep],
+        anchor=keep,
+        op=nearest_op[keep],
+        call=np.full(keep.size, -1, np.int64),
+        phase=np.zeros(keep.size, np.int8),
+        step=step,
+        event_row=forest.rows[keep],
+    )

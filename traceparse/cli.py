@@ -1,0 +1,214 @@
+"""The command line: parse options, call the library, map errors to one line and an exit code.
+
+No analysis happens here; each command is a few lines over the library.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from traceparse.errors import ExitCode, TraceparseError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Where a transformer's GPU time goes, from a torch.profiler trace.",
+)
+
+
+@app.callback()
+def _root() -> None:
+    """traceparse: capture a trace on a GPU box, analyze it anywhere."""
+
+
+T = TypeVar("T")
+_DEBUG = {"on": False}
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"traceparse: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    """Run fn; turn any failure into one line on stderr and a non-zero exit (traceback with --debug)."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except TraceparseError as exc:
+        if _DEBUG["on"]:
+            traceback.print_exc()
+        _fail(str(exc), int(exc.code))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except MemoryError:
+        _fail("out of memory", int(ExitCode.RUNTIME))
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        if _DEBUG["on"]:
+            traceback.print_exc()
+        _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", 1)
+    raise AssertionError("unreachable")
+
+
+def _progress(quiet: bool) -> Callable[[str], None]:
+    if quiet:
+        return lambda _msg: None
+    start = time.perf_counter()
+    return lambda msg: typer.echo(f"[{time.perf_counter() - start:7.1f}s] {msg}", err=True)
+
+
+class Mode(StrEnum):
+    forward = "forward"
+    train = "train"
+    generate = "generate"
+
+
+@app.command()
+def capture(
+    model: Annotated[str | None, typer.Argument(help="Hub id or local checkpoint dir")] = None,
+    preset: Annotated[str | None, typer.Option(help="built-in model shape with random weights")] = None,
+    config: Annotated[Path | None, typer.Option(help="a transformers config.json (random weights)")] = None,
+    random_weights: Annotated[bool, typer.Option(help="with a Hub id: config only, random weights")] = False,
+    seq_len: Annotated[int, typer.Option(help="tokens per sequence")] = 215,
+    batch_size: Annotated[int, typer.Option(help="sequences per step")] = 1,
+    dtype: Annotated[str | None, typer.Option(help="bf16|fp16|fp32 (default bf16 on CUDA, fp32 on CPU)")] = None,
+    device: Annotated[str | None, typer.Option(help="cuda, cuda:N or cpu (default cuda if available)")] = None,
+    attn_impl: Annotated[str, typer.Option(help="transformers attention implementation")] = "sdpa",
+    warmup: Annotated[int, typer.Option(help="profiler warm-up steps (not recorded)")] = 1,
+    steps: Annotated[int, typer.Option(help="active (recorded) profiler steps")] = 3,
+    mode: Annotated[Mode, typer.Option(help="forward, train (fwd+bwd+optimizer) or generate")] = Mode.forward,
+    new_tokens: Annotated[int, typer.Option(help="tokens to generate per step in generate mode")] = 16,
+    layers: Annotated[int | None, typer.Option(help="keep widths, cut to the first N blocks")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="output directory")] = Path("traces"),
+    name: Annotated[str | None, typer.Option(help="trace file name stem")] = None,
+    timing_runs: Annotated[int, typer.Option(help="plain forwards timed before profiling")] = 7,
+    with_stack: Annotated[bool, typer.Option(help="also record Python stacks (bigger traces)")] = False,
+    scopes: Annotated[bool, typer.Option(help="wrap module calls in named scopes")] = True,
+    report: Annotated[bool, typer.Option(help="print the analyze report of the capture")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
+) -> None:
+    """Profile a Hugging Face model on this machine into a Kineto trace (.pt.trace.json.gz)."""
+    _DEBUG["on"] = debug
+
+    def go() -> Any:
+        try:
+            from traceparse.capture import CaptureOptions, run_capture
+        except ImportError as exc:
+            raise TraceparseError(
+                f"capture needs torch and transformers: pip install 'traceparse[capture]' ({exc.name} missing)"
+            ) from None
+        opts = CaptureOptions(
+            model=model,
+            preset=preset,
+            config=config,
+            random_weights=random_weights,
+            seq_len=seq_len,
+            batch_size=batch_size,
+            dtype=dtype,
+            device=device,
+            attn_impl=attn_impl,
+            warmup=warmup,
+            steps=steps,
+            mode=mode.value,
+            new_tokens=new_tokens,
+            layers=layers,
+            out=out,
+            name=name,
+            timing_runs=timing_runs,
+            with_stack=with_stack,
+            scopes=scopes,
+        )
+        return run_capture(opts, _progress(quiet))
+
+    result = guarded(go)
+    timing = result.metadata["timing"]
+    walls = ", ".join(f"{w:.2f}" for w in result.step_wall_ms)
+    typer.echo(
+        f"saved {result.trace_path} ({result.trace_bytes / 1e6:.2f} MB) in {result.capture_s:.1f} s; "
+        f"forward {timing['forward_ms_uninstrumented']:.2f} ms plain, {timing['forward_ms_scopes']:.2f} ms "
+        f"with scopes; profiled step wall ms: {walls}",
+        err=True,
+    )
+    if report:
+        _print_report_or_warn(result.trace_path)
+
+
+class Fmt(StrEnum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+    csv = "csv"
+
+
+class Lang(StrEnum):
+    en = "en"
+    ru = "ru"
+
+
+class AttnConvention(StrEnum):
+    causal = "causal"
+    full = "full"
+
+
+@app.command()
+def analyze(
+    trace: Annotated[Path, typer.Argument(help="trace .json or .json.gz (or a directory holding one)")],
+    fmt: Annotated[Fmt, typer.Option("--format", "-f", help="output format")] = Fmt.table,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write here (atomically)")] = None,
+    lang: Annotated[Lang, typer.Option(help="headings language (ru: the seed report's)")] = Lang.en,
+    attention_flops: Annotated[
+        AttnConvention, typer.Option(help="causal: unmasked half only; full: all pairs (PaLM/FCM)")
+    ] = AttnConvention.causal,
+    peak_tflops: Annotated[float | None, typer.Option(help="override the device peak for MFU")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
+    debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
+) -> None:
+    """Explain where a trace's GPU time goes: blocks, module types, modules, kernel families, FLOPs."""
+    _DEBUG["on"] = debug
+
+    def go() -> str:
+        from traceparse.api import analyze_path, render
+
+        if peak_tflops is not None and peak_tflops <= 0:
+            raise TraceparseError("--peak-tflops must be positive")
+        report = analyze_path(trace, attention_flops.value, peak_tflops)
+        text = render(report, fmt.value, lang.value)
+        if output is not None:
+            from traceparse.atomic import write_text_atomic
+
+            write_text_atomic(output, text)
+        return text
+
+    text = guarded(go)
+    if output is None:
+        typer.echo(text, nl=False)
+    elif not quiet:
+        typer.echo(f"wrote {output}", err=True)
+
+
+def _print_report_or_warn(path: Path) -> None:
+    try:
+        from traceparse.api import analyze_path, render
+
+        typer.echo(render(analyze_path(path), "table"))
+    except Exception as exc:
+        typer.echo(f"traceparse: warning: the trace was saved, but analyzing it failed: {exc}", err=True)
+
+
+def main() -> None:
+    if os.environ.get("TRACEPARSE_DEBUG"):
+        _DEBUG["on"] = True
+    app(prog_name="traceparse")
+    sys.exit(0)

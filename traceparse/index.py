@@ -1,0 +1,278 @@
+"""Stage 2, index: who contains whom on the CPU, which launch made each GPU item, which step.
+
+Everything here is vectorized over columns. The CPU intervals of each thread (ops, annotations,
+Python frames, runtime calls) form a forest; we find each interval's parent without a Python
+stack: sort the start and end points, a cumulative sum gives each interval's depth, and the
+parent is the last interval that started one level up before it — one `searchsorted` per level.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from traceparse.load import (
+    CPU_OP,
+    GPU_KINDS,
+    PYTHON_FUNCTION,
+    RUNTIME,
+    USER_ANNOTATION,
+    Events,
+)
+
+CPU_INTERVAL_KINDS = (CPU_OP, USER_ANNOTATION, PYTHON_FUNCTION, RUNTIME)
+_STEP_RE = re.compile(r"^ProfilerStep#(\d+)$")
+
+
+@dataclass(frozen=True)
+class Forest:
+    """CPU intervals of all threads, sorted by (pid, tid, start, -dur): a nesting forest."""
+
+    rows: np.ndarray  # event row of each interval
+    parent: np.ndarray  # position (in this forest) of the parent, -1 for roots
+    depth: np.ndarray  # 0 for roots
+    start: np.ndarray
+    end: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def max_depth(self) -> int:
+        return int(self.depth.max()) if len(self) else -1
+
+    def levels(self) -> list[np.ndarray]:
+        """Positions grouped by depth, shallowest first (for top-down propagation)."""
+        if not len(self):
+            return []
+        order = np.argsort(self.depth, kind="stable")
+        bounds = np.searchsorted(self.depth[order], np.arange(self.max_depth + 2))
+        return [order[bounds[d] : bounds[d + 1]] for d in range(self.max_depth + 1)]
+
+    def propagate(self, own: np.ndarray, has_own: np.ndarray, fill: int = -1) -> np.ndarray:
+        """For each interval: its own value where has_own, else the value of its nearest ancestor."""
+        out = np.full(len(self), fill, dtype=own.dtype)
+        for level in self.levels():
+            mine = has_own[level]
+            out[level] = np.where(mine, own[level], self._parent_values(out, level, fill))
+        return out
+
+    def _parent_values(self, out: np.ndarray, level: np.ndarray, fill: int) -> np.ndarray:
+        par = self.parent[level]
+        vals = np.full(level.shape[0], fill, dtype=out.dtype)
+        ok = par >= 0
+        vals[ok] = out[par[ok]]
+        return vals
+
+
+def build_forest(ev: Events) -> Forest:
+    rows = np.flatnonzero(np.isin(ev.kind, CPU_INTERVAL_KINDS))
+    if rows.size == 0:
+        empty = np.empty(0, np.int64)
+        return Forest(empty, empty, empty, np.empty(0), np.empty(0))
+    start = ev.ts[rows]
+    dur = np.maximum(ev.dur[rows], 0.0)
+    # Sort by thread, then start, then longer first (a parent before its children).
+    order = np.lexsort((-dur, start, ev.tid[rows], ev.pid[rows]))
+    rows, start, dur = rows[order], start[order], dur[order]
+    end = start + dur
+    n = rows.size
+    thread = _thread_ids(ev.pid[rows], ev.tid[rows])
+
+    # Points: every start and end. At equal times, ends of non-empty intervals close first
+    # (touching intervals are siblings), then starts (outer first), then ends of empty intervals
+    # in reverse start order (an empty interval nested at the same instant closes innermost first).
+    pos = np.arange(n)
+    empty = dur <= 0.0
+    pt_thread = np.concatenate([thread, thread])
+    pt_time = np.concatenate([start, end])
+    pt_class = np.concatenate([np.ones(n, np.int8), np.where(empty, 2, 0).astype(np.int8)])
+    pt_tie = np.concatenate([pos, -pos])
+    pt_is_start = np.concatenate([np.ones(n, bool), np.zeros(n, bool)])
+    pt_interval = np.concatenate([pos, pos])
+    porder = np.lexsort((pt_tie, pt_class, pt_time, pt_thread))
+    step = np.where(pt_is_start[porder], 1, -1)
+    level_before = np.cumsum(step) - step  # open intervals just before each point
+    starts_mask = pt_is_start[porder]
+    start_point_pos = np.flatnonzero(starts_mask)  # point positions of starts, in point order
+    start_interval = pt_interval[porder][starts_mask]
+    depth = np.empty(n, np.int64)
+    depth[start_interval] = level_before[starts_mask]
+    # Depth must restart at 0 on each thread; a thread whose intervals overlap badly can leave
+    # a residue, so subtract the level at the thread's first point.
+    first_of_thread = np.searchsorted(pt_thread[porder], thread, side="left")
+    depth -= np.minimum(depth, level_before[first_of_thread])
+
+    parent = np.full(n, -1, np.int64)
+    point_of_interval = np.empty(n, np.int64)
+    point_of_interval[start_interval] = start_point_pos
+    by_depth_points = {}
+    for d in range(int(depth.max()) + 1):
+        members = np.flatnonzero(depth == d)
+        members = members[np.argsort(point_of_interval[members])]
+        by_depth_points[d] = (point_of_interval[members], members)
+        if d == 0:
+            continue
+        up_points, up_members = by_depth_points[d - 1]
+        if up_points.size == 0:
+            continue
+        k = np.searchsorted(up_points, point_of_interval[members], side="left") - 1
+        ok = k >= 0
+        cand = up_members[np.where(ok, k, 0)]
+        ok &= thread[cand] == thread[members]
+        parent[members[ok]] = cand[ok]
+    return Forest(rows=rows, parent=parent, depth=depth, start=start, end=end)
+
+
+def _thread_ids(pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
+    pairs = np.stack([pid, tid], axis=1)
+    _, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    return inverse.reshape(-1)
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int  # N of ProfilerStep#N
+    start: float
+    end: float
+
+    @property
+    def wall_ms(self) -> float:
+        return (self.end - self.start) / 1e3
+
+
+@dataclass(frozen=True)
+class GpuItems:
+    """Kernels, memcpys and memsets, with their launch and step."""
+
+    rows: np.ndarray  # event rows
+    start: np.ndarray
+    end: np.ndarray
+    launch: np.ndarray  # forest position of the runtime call that launched it, -1 if unknown
+    op: np.ndarray  # forest position of the innermost CPU op around the launch, -1 if unknown
+    step: np.ndarray  # index into Index.steps, -1 outside every step
+
+    def __len__(self) -> int:
+        return int(self.rows.shape[0])
+
+    @property
+    def dur(self) -> np.ndarray:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Index:
+    events: Events
+    forest: Forest
+    gpu: GpuItems
+    steps: tuple[Step, ...]
+    steps_found: bool  # False: the whole trace is one pseudo-step
+    incomplete_steps: int  # ProfilerStep spans dropped for ending after the last event
+    position_of_row: np.ndarray  # event row → forest position (-1 if not a CPU interval)
+
+
+def find_steps(ev: Events, forest: Forest) -> tuple[list[Step], int]:
+    names = ev.names
+    step_name_ids = {i: int(m.group(1)) for i, n in enumerate(names) if (m := _STEP_RE.match(n))}
+    if not step_name_ids:
+        return [], 0
+    mask = np.isin(ev.name[forest.rows], list(step_name_ids)) & (ev.kind[forest.rows] == USER_ANNOTATION)
+    pos = np.flatnonzero(mask)
+    steps = [
+        Step(step_name_ids[int(ev.name[forest.rows[p]])], float(forest.start[p]), float(forest.end[p])) for p in pos
+    ]
+    steps.sort(key=lambda s: s.start)
+    # A step that overlaps the next one or is cut off by the end of the trace is incomplete:
+    # the profiler stopped mid-step. Keep only steps that closed.
+    last_event = float(np.max(ev.ts + ev.dur)) if len(ev) else 0.0
+    complete = [s for s in steps if s.end > s.start and s.end <= last_event + 1e-3]
+    return complete, len(steps) - len(complete)
+
+
+def _link_launches(ev: Events, forest: Forest, gpu_rows: np.ndarray, pos_of_row: np.ndarray) -> np.ndarray:
+    """Forest position of each GPU item's launch: by correlation id, else by External id."""
+    launch = np.full(gpu_rows.size, -1, np.int64)
+    rt_pos = np.flatnonzero(ev.kind[forest.rows] == RUNTIME)
+    rt_corr = ev.correlation[forest.rows[rt_pos]]
+    ok_rt = rt_corr >= 0
+    rt_pos, rt_corr = rt_pos[ok_rt], rt_corr[ok_rt]
+    if rt_pos.size:
+        order = np.argsort(rt_corr, kind="stable")
+        rt_pos, rt_corr = rt_pos[order], rt_corr[order]
+        corr = ev.correlation[gpu_rows]
+        k = np.clip(np.searchsorted(rt_corr, corr), 0, rt_corr.size - 1)
+        hit = (rt_corr[k] == corr) & (corr >= 0)
+        launch[hit] = rt_pos[k[hit]]
+    return launch
+
+
+def _link_ops_by_external_id(ev: Events, forest: Forest, gpu_rows: np.ndarray) -> np.ndarray:
+    """Fallback when no runtime event matches: the CPU op with the kernel's External id."""
+    out = np.full(gpu_rows.size, -1, np.int64)
+    op_pos = np.flatnonzero(ev.kind[forest.rows] == CPU_OP)
+    ext = ev.external_id[forest.rows[op_pos]]
+    ok = ext >= 0
+    op_pos, ext = op_pos[ok], ext[ok]
+    if not op_pos.size:
+        return out
+    # Several ops can share an External id in some torch versions; keep the innermost (deepest).
+    order = np.lexsort((-forest.depth[op_pos], ext))
+    op_pos, ext = op_pos[order], ext[order]
+    first = np.concatenate([[True], ext[1:] != ext[:-1]])
+    op_pos, ext = op_pos[first], ext[first]
+    want = ev.external_id[gpu_rows]
+    k = np.clip(np.searchsorted(ext, want), 0, ext.size - 1)
+    hit = (ext[k] == want) & (want >= 0)
+    out[hit] = op_pos[k[hit]]
+    return out
+
+
+def build_index(ev: Events) -> Index:
+    forest = build_forest(ev)
+    pos_of_row = np.full(len(ev), -1, np.int64)
+    pos_of_row[forest.rows] = np.arange(len(forest))
+    gpu_rows = np.flatnonzero(np.isin(ev.kind, GPU_KINDS))
+    gpu_rows = gpu_rows[np.argsort(ev.ts[gpu_rows], kind="stable")]
+    launch = _link_launches(ev, forest, gpu_rows, pos_of_row)
+
+    is_op = ev.kind[forest.rows] == CPU_OP
+    nearest_op = forest.propagate(np.arange(len(forest)), is_op)
+    op = np.where(launch >= 0, nearest_op[np.where(launch >= 0, launch, 0)], -1)
+    missing = op < 0
+    if missing.any():
+        op[missing] = _link_ops_by_external_id(ev, forest, gpu_rows[missing])
+
+    steps, incomplete = find_steps(ev, forest)
+    # A GPU item belongs to the step during which it was launched (backward kernels launched
+    # from autograd's thread too); unlaunched items go by their own start.
+    when = np.where(launch >= 0, forest.start[np.where(launch >= 0, launch, 0)], ev.ts[gpu_rows])
+    when = np.where((launch < 0) & (op >= 0), forest.start[np.where(op >= 0, op, 0)], when)
+    step_of = _step_of(when, steps)
+    return Index(
+        events=ev,
+        forest=forest,
+        gpu=GpuItems(
+            rows=gpu_rows,
+            start=ev.ts[gpu_rows],
+            end=ev.ts[gpu_rows] + np.maximum(ev.dur[gpu_rows], 0.0),
+            launch=launch,
+            op=op,
+            step=step_of,
+        ),
+        steps=tuple(steps),
+        steps_found=bool(steps),
+        incomplete_steps=incomplete,
+        position_of_row=pos_of_row,
+    )
+
+
+def _step_of(when: np.ndarray, steps: list[Step]) -> np.ndarray:
+    if not steps:
+        return np.zeros(when.shape[0], np.int64)
+    starts = np.array([s.start for s in steps])
+    ends = np.array([s.end for s in steps])
+    k = np.searchsorted(starts, when, side="right") - 1
+    ok = (k >= 0) & (when <= ends[np.clip(k, 0, None)])
+    return np.where(ok, k, -1)

@@ -1,0 +1,162 @@
+"""The report: frozen rows computed once, rendered many ways. The JSON form is a contract.
+
+Schema "traceparse.report/1" — all times are milliseconds per profiler step (averaged over the
+steps found; counts likewise per step); FLOPs are per step; unknown values are null, never 0.
+Adding fields is compatible; renaming or removing one bumps the schema version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+
+SCHEMA = "traceparse.report/1"
+
+
+@dataclass(frozen=True)
+class General:
+    model: str | None
+    model_class: str | None
+    device: str | None
+    steps: int
+    hidden_size: int | None
+    seq_len: int | None
+    batch_size: int | None
+    num_blocks: int
+    params: int | None  # all parameters (metadata)
+    params_linear: int | None  # weights and biases of nn.Linear modules only
+    kernel_ms: float  # sum of GPU item durations (CPU op self time in a CPU-only trace)
+    gpu_busy_ms: float | None  # union of GPU item intervals
+    wall_ms: float | None  # ProfilerStep duration (trace span when no steps)
+    wall_ms_min: float | None
+    wall_ms_max: float | None
+    forward_ms_profiled: float | None  # root module call, CPU wall, under the profiler
+    forward_ms_uninstrumented: float | None  # metadata: no profiler, no scopes (median)
+    forward_ms_scopes: float | None  # metadata: scopes on, no profiler
+    step_ms_uninstrumented: float | None  # metadata: train/generate step, no profiler
+    gpu_idle_pct: float | None
+    flops: float | None  # tensor FLOPs (GEMM, attention, conv, analytic SSM) per step
+    flops_elementwise: float | None
+    flops_analytic: float | None  # the part of `flops` that is analytic (module formulas)
+    effective_tflops: float | None  # flops / uninstrumented time (else profiled wall)
+    effective_basis: str | None  # which time effective_tflops divides by
+    kernel_tflops: float | None  # flops / kernel_ms
+    mfu: float | None  # effective_tflops / peak
+    peak_tflops: float | None
+    dtype: str | None
+    flop_coverage: float | None  # share of kernel time whose FLOPs are known
+    attention_flops: str  # "causal" or "full"
+    mode: str | None  # forward | train | generate (metadata), else inferred
+    unattributed_ms: float
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    index: int
+    name: str
+    kind: str
+    gpu_ms: float  # inclusive, all phases
+    self_ms: float
+    forward_ms: float
+    backward_ms: float
+    share_pct: float
+    flops: float | None
+    tflops: float | None
+    mfu: float | None
+    flop_coverage: float | None
+    params: int | None
+
+
+@dataclass(frozen=True)
+class TypeRow:
+    type: str
+    count: float  # calls per step
+    total_ms: float  # inclusive
+    mean_ms: float
+    self_ms: float
+    self_share_pct: float
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    name: str
+    type: str
+    self_ms: float
+    inclusive_ms: float
+    calls: float  # per step
+    block: int | None
+
+
+@dataclass(frozen=True)
+class FamilyRow:
+    family: str
+    kernel_ms: float
+    count: float  # per step
+    share_pct: float
+    by_block_kind: dict[str, float] = field(default_factory=dict)  # ms per step
+
+
+@dataclass(frozen=True)
+class PhaseRow:
+    phase: str
+    kernel_ms: float
+    flops: float | None
+    unattributed_ms: float
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # index, gpu_ms, flops
+
+
+@dataclass(frozen=True)
+class Report:
+    source: str
+    general: General
+    blocks: list[BlockRow]
+    module_types: list[TypeRow]
+    slowest_modules: list[ModuleRow]
+    kernel_families: list[FamilyRow]
+    phases: list[PhaseRow]
+    attribution: str  # scopes | with_stack | operators | cpu
+    notes: list[str]
+    step_wall_ms: list[float]
+    generation: dict[str, Any] | None = None
+    top_operators: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"schema": SCHEMA, "source": self.source}
+        out["general"] = asdict(self.general)
+        out["blocks"] = [asdict(b) for b in self.blocks]
+        out["module_types"] = [asdict(t) for t in self.module_types]
+        out["slowest_modules"] = [asdict(m) for m in self.slowest_modules]
+        out["kernel_families"] = [asdict(f) for f in self.kernel_families]
+        out["phases"] = [asdict(p) for p in self.phases]
+        out["unattributed_ms"] = self.general.unattributed_ms
+        out["attribution"] = self.attribution
+        out["notes"] = list(self.notes)
+        out["step_wall_ms"] = list(self.step_wall_ms)
+        out["generation"] = self.generation
+        out["top_operators"] = list(self.top_operators)
+        return out
+
+    # DataFrame views for the Python API.
+    @property
+    def blocks_df(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(b) for b in self.blocks])
+
+    @property
+    def module_types_df(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(t) for t in self.module_types])
+
+    @property
+    def slowest_modules_df(self) -> pd.DataFrame:
+        return pd.DataFrame([asdict(m) for m in self.slowest_modules])
+
+    @property
+    def kernel_families_df(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [{k: v for k, v in asdict(f).items() if k != "by_block_kind"} for f in self.kernel_families]
+        )
+
+    @property
+    def phases_df(self) -> pd.DataFrame:
+        return pd.DataFrame([{k: v for k, v in asdict(p).items() if k != "blocks"} for p in self.phases])

@@ -1,0 +1,87 @@
+"""Recognise module scopes and phase markers in CPU interval names.
+
+Three sources of module scopes, best first:
+  * traceparse's own: "<qualified name> (<ClassName>)" (cpu_op or user_annotation events);
+  * torch's with_stack=True Python events: "nn.Module: <ClassName>_<N>";
+  * none: attribution falls back to operators.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from traceparse.load import CPU_OP, PYTHON_FUNCTION, USER_ANNOTATION, Events
+
+TRACEPARSE_SCOPE = re.compile(r"^(?P<qual>[A-Za-z_][\w.\-]*) \((?P<cls>[A-Za-z_]\w*)\)$")
+STACK_SCOPE = re.compile(r"^nn\.Module: (?P<cls>[A-Za-z_]\w*?)_(?P<n>\d+)$")
+ROOT_QUAL = "model"
+
+# Phases, in the order the report lists them.
+FORWARD, BACKWARD, LOSS, OPTIMIZER, OTHER_PHASE = range(5)
+PHASE_NAMES = ("forward", "backward", "loss", "optimizer", "other")
+
+_PHASE_MARKERS: tuple[tuple[re.Pattern[str], int], ...] = (
+    (re.compile(r"^traceparse:backward$"), BACKWARD),
+    (re.compile(r"^autograd::engine::evaluate_function: "), BACKWARD),
+    (re.compile(r"^traceparse:loss$"), LOSS),
+    (re.compile(r"^traceparse:optimizer$"), OPTIMIZER),
+    (re.compile(r"^Optimizer\.(step|zero_grad)#"), OPTIMIZER),
+)
+BACKWARD_NODE = re.compile(r"^autograd::engine::evaluate_function: ")
+
+
+@dataclass(frozen=True)
+class ScopeNames:
+    """Per interned name: is it a module scope, and its qualified name and class."""
+
+    source: str  # "scopes" | "with_stack" | "none"
+    is_scope: np.ndarray  # bool by name id
+    qual: tuple[str, ...]  # by name id ("" where not a scope)
+    cls: tuple[str, ...]
+
+
+def classify_names(ev: Events) -> ScopeNames:
+    names = ev.names
+    n = len(names)
+    kinds_by_name = _kinds_by_name(ev)
+    tp_qual, tp_cls = [""] * n, [""] * n
+    st_qual, st_cls = [""] * n, [""] * n
+    tp_mask = np.zeros(n, bool)
+    st_mask = np.zeros(n, bool)
+    for i, name in enumerate(names):
+        kinds = kinds_by_name.get(i, set())
+        if kinds & {CPU_OP, USER_ANNOTATION} and (m := TRACEPARSE_SCOPE.match(name)):
+            tp_mask[i], tp_qual[i], tp_cls[i] = True, m.group("qual"), m.group("cls")
+        elif PYTHON_FUNCTION in kinds and (m := STACK_SCOPE.match(name)):
+            st_mask[i], st_qual[i], st_cls[i] = True, f"{m.group('cls')}_{m.group('n')}", m.group("cls")
+    if tp_mask.any():
+        return ScopeNames("scopes", tp_mask, tuple(tp_qual), tuple(tp_cls))
+    if st_mask.any():
+        return ScopeNames("with_stack", st_mask, tuple(st_qual), tuple(st_cls))
+    return ScopeNames("none", np.zeros(n, bool), tuple([""] * n), tuple([""] * n))
+
+
+def _kinds_by_name(ev: Events) -> dict[int, set[int]]:
+    pairs = np.unique(np.stack([ev.name.astype(np.int64), ev.kind.astype(np.int64)], axis=1), axis=0)
+    out: dict[int, set[int]] = {}
+    for name_id, kind in pairs:
+        out.setdefault(int(name_id), set()).add(int(kind))
+    return out
+
+
+def phase_markers(names: tuple[str, ...]) -> np.ndarray:
+    """Per name id: the phase it opens (-1 if none)."""
+    out = np.full(len(names), -1, np.int8)
+    for i, name in enumerate(names):
+        for pattern, phase in _PHASE_MARKERS:
+            if pattern.search(name):
+                out[i] = phase
+                break
+    return out
+
+
+def backward_nodes(names: tuple[str, ...]) -> np.ndarray:
+    return np.array([bool(BACKWARD_NODE.search(n)) for n in names], bool)
