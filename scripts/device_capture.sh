@@ -7,6 +7,10 @@ OUT=${1:-out}
 PHASE=${2:-all}   # capture | bench | all
 mkdir -p "$OUT" /tmp/tp/fixtures /tmp/tp/big
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:${PYTHONPATH:-}
+# analyze (which capture runs at the end) needs msgspec: carried as a wheel in .whl/.
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site
+fi
 LOG="$OUT/log.txt"
 exec > >(tee -a "$LOG") 2>&1
 
@@ -33,8 +37,8 @@ job fx-nemotron-generate 120 python3 -m traceparse capture --preset nemotron-nan
 
 tar -C /tmp/tp -cf "$OUT/fixtures.tar" fixtures
 # The full models of the issue (closing-note numbers; too big to commit whole).
-job nemotron-9b-215 200 python3 -m traceparse capture --preset nemotron-nano-9b-v2 --seq-len 215 --steps 3 -o $B --no-report
-job llama-8b-215 120 python3 -m traceparse capture --preset llama-3.1-8b --seq-len 215 --steps 3 -o $B --no-report
+job nemotron-9b-215 200 python3 -m traceparse capture --preset nemotron-nano-9b-v2 --seq-len 215 --steps 3 -o $B
+job llama-8b-215 120 python3 -m traceparse capture --preset llama-3.1-8b --seq-len 215 --steps 3 -o $B
 job llama-8b-4096 150 python3 -m traceparse capture --preset llama-3.1-8b --seq-len 4096 --steps 3 -o $B --no-report
 ls -la $F $B
 for f in $B/*.gz; do cp "$f" "$OUT/"; done

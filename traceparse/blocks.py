@@ -78,9 +78,9 @@ def _blocks_by_repeated_class(calls: ModuleCalls) -> tuple[str | None, np.ndarra
             if q not in member_quals:
                 member_quals.append(q)
     order = {q: k for k, q in enumerate(member_quals)}
-    for i, q in enumerate(calls.qual):
-        if calls.cls[i] == cls and str(q) in order:
-            index[i] = int(order[str(q)])
+    for k, q in enumerate(calls.qual):
+        if calls.cls[k] == cls and str(q) in order:
+            index[k] = order[str(q)]
     return str(parent_qual), index
 
 
