@@ -18,6 +18,7 @@ from traceparse.blocks import Blocks, block_of_calls, find_blocks
 from traceparse.flops import FlopTable
 from traceparse.flops.formulas import TENSOR_KINDS
 from traceparse.flops.peaks import peak_tflops
+from traceparse.generation import generation_summary, is_generation
 from traceparse.kernels import FAMILIES, item_families
 from traceparse.load import CPU_OP, Trace
 from traceparse.report import (
@@ -29,7 +30,7 @@ from traceparse.report import (
     Report,
     TypeRow,
 )
-from traceparse.scopes import BACKWARD, FORWARD, PHASE_NAMES
+from traceparse.scopes import BACKWARD, FORWARD, OTHER_PHASE, PHASE_NAMES
 
 SLOWEST = 20
 
@@ -156,7 +157,8 @@ def build_report(
     fam = item_families(ev.names, ev.name[items.event_row], ev.kind[items.event_row])
     kinds_of_item = np.full(len(items), "none", dtype=object)
     has_call = items.call >= 0
-    item_block = np.where(has_call, block_of_call[np.where(has_call, items.call, 0)], -1)
+    item_block = np.full(len(items), -1, np.int64)
+    item_block[has_call] = block_of_call[items.call[has_call]]
     for b, kind in blocks.kinds.items():
         kinds_of_item[item_block == b] = kind
     family_rows = []
@@ -209,9 +211,15 @@ def build_report(
             )
         )
 
+    generation = None
+    if is_generation(attr, mode):
+        mode = mode or "generate"
+        generation, gen_rows = generation_summary(attr, flops, blocks.index_of_call, block_of_call, meta)
+        phase_rows = gen_rows + [p for p in phase_rows if p.phase != "forward"]
+
     # Unattributed: work of forward/backward/other phases outside any module. Loss and
     # optimizer work has its own section, so it is attributed there, not lost.
-    unattr_sel = in_steps & (items.call < 0) & np.isin(items.phase, [FORWARD, BACKWARD, len(PHASE_NAMES) - 1])
+    unattr_sel = in_steps & (items.call < 0) & np.isin(items.phase, [FORWARD, BACKWARD, OTHER_PHASE])
     unattributed_ms = _ms(float(items.dur[unattr_sel].sum()) / n_steps)
 
     # ---- general -------------------------------------------------------------------------------
@@ -278,6 +286,7 @@ def build_report(
         attribution=attr.mode,
         notes=notes,
         step_wall_ms=walls,
+        generation=generation,
         top_operators=_top_operators(attr, in_steps, n_steps) if attr.mode in ("operators", "cpu") else [],
     )
 

@@ -147,7 +147,7 @@ def attribute(index: Index) -> Attribution:
     markers = phase_markers(ev.names)[name_of_pos]
     phase_of_pos = forest.propagate(markers, markers >= 0, fill=FORWARD).astype(np.int8)
     # Backward nodes carry the forward module they differentiate (by autograd sequence number).
-    bwd_call = _backward_calls(index, nearest_call, phase_of_pos, name_of_pos)
+    bwd_call, bwd_fwd_phase = _backward_links(index, nearest_call, phase_of_pos, name_of_pos)
 
     cpu_only = len(index.gpu) == 0
     if cpu_only:
@@ -172,6 +172,10 @@ def attribute(index: Index) -> Attribution:
     phase = np.where(has, phase_of_pos[safe], FORWARD).astype(np.int8)
     from_bwd = has & (call < 0) & (bwd_call[safe] >= 0)
     call = np.where(from_bwd, bwd_call[safe], call)
+    # Backward of work done in the loss (or optimizer) belongs to that section, not to "backward".
+    fwd_phase = np.where(has, bwd_fwd_phase[safe], -1)
+    moved = (phase == BACKWARD) & (fwd_phase >= 0) & (fwd_phase != FORWARD) & (fwd_phase != BACKWARD)
+    phase = np.where(moved, fwd_phase, phase).astype(np.int8)
     items = Items(
         dur=items.dur,
         start=items.start,
@@ -240,20 +244,24 @@ def _module_calls(index: Index, names: ScopeNames, is_scope: np.ndarray) -> tupl
     )
 
 
-def _backward_calls(
+def _backward_links(
     index: Index, nearest_call: np.ndarray, phase_of_pos: np.ndarray, name_of_pos: np.ndarray
-) -> np.ndarray:
-    """Forest position → forward module call differentiated there (-1 where none)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Forest position → (forward module call differentiated there, that forward op's phase).
+
+    -1 where the position is not under a backward node with a known forward op. The phase tells
+    the loss's own backward (log_softmax, nll_loss) apart from the model's.
+    """
     ev, forest = index.events, index.forest
     seq = ev.seq[forest.rows]
     is_node = backward_nodes(ev.names)[name_of_pos] & (seq >= 0)
-    fwd = (ev.kind[forest.rows] == CPU_OP) & (seq >= 0) & (phase_of_pos != BACKWARD) & (nearest_call >= 0)
+    fwd = (ev.kind[forest.rows] == CPU_OP) & (seq >= 0) & (phase_of_pos != BACKWARD)
     out = np.full(len(forest), -1, np.int64)
     if not is_node.any() or not fwd.any():
-        return out
+        return out, out.copy()
     fwd_pos = np.flatnonzero(fwd)
-    # Of the forward ops sharing a sequence number, the deepest-scoped one names the module.
-    order = np.lexsort((-forest.depth[fwd_pos], seq[fwd_pos]))
+    # Of the forward ops sharing a sequence number, a scoped one names the module (the deepest).
+    order = np.lexsort((-forest.depth[fwd_pos], nearest_call[fwd_pos] < 0, seq[fwd_pos]))
     fwd_pos = fwd_pos[order]
     fseq = seq[fwd_pos]
     first = np.concatenate([[True], fseq[1:] != fseq[:-1]])
@@ -261,9 +269,12 @@ def _backward_calls(
     node_pos = np.flatnonzero(is_node)
     k = np.clip(np.searchsorted(fseq, seq[node_pos]), 0, fseq.size - 1)
     hit = fseq[k] == seq[node_pos]
-    own = np.full(len(forest), -1, np.int64)
-    own[node_pos[hit]] = nearest_call[fwd_pos[k[hit]]]
-    return forest.propagate(own, own >= 0)
+    own_call = np.full(len(forest), -1, np.int64)
+    own_phase = np.full(len(forest), -1, np.int64)
+    own_call[node_pos[hit]] = nearest_call[fwd_pos[k[hit]]]
+    own_phase[node_pos[hit]] = phase_of_pos[fwd_pos[k[hit]]]
+    linked = own_phase >= 0
+    return forest.propagate(own_call, linked), forest.propagate(own_phase, linked)
 
 
 def _cpu_items(index: Index, kind_of_pos: np.ndarray) -> Items:

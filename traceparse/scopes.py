@@ -20,15 +20,16 @@ STACK_SCOPE = re.compile(r"^nn\.Module: (?P<cls>[A-Za-z_]\w*?)_(?P<n>\d+)$")
 ROOT_QUAL = "model"
 
 # Phases, in the order the report lists them.
-FORWARD, BACKWARD, LOSS, OPTIMIZER, OTHER_PHASE = range(5)
-PHASE_NAMES = ("forward", "backward", "loss", "optimizer", "other")
+FORWARD, BACKWARD, LOSS, OPTIMIZER, ZERO_GRAD, OTHER_PHASE = range(6)
+PHASE_NAMES = ("forward", "backward", "loss", "optimizer", "zero_grad", "other")
 
 _PHASE_MARKERS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"^traceparse:backward$"), BACKWARD),
     (re.compile(r"^autograd::engine::evaluate_function: "), BACKWARD),
     (re.compile(r"^traceparse:loss$"), LOSS),
     (re.compile(r"^traceparse:optimizer$"), OPTIMIZER),
-    (re.compile(r"^Optimizer\.(step|zero_grad)#"), OPTIMIZER),
+    (re.compile(r"^Optimizer\.step#"), OPTIMIZER),
+    (re.compile(r"^Optimizer\.zero_grad#"), ZERO_GRAD),
 )
 BACKWARD_NODE = re.compile(r"^autograd::engine::evaluate_function: ")
 

@@ -15,19 +15,28 @@ from traceparse.report import Report
 FORMATS = ("table", "markdown", "json", "csv")
 
 
-def _text(report: Report, lang: str, tablefmt: str, heading: str) -> str:
-    parts = []
-    title = report.general.model or report.source
-    parts.append(f"{heading} {title}\n\n{t(lang, 'per_step', n=report.general.steps)}\n")
+def _heading(text: str, level: int, markdown: bool) -> str:
+    if markdown:
+        return f"{'#' * level} {text}\n"
+    return f"{text}\n{('=' if level == 1 else '-') * len(text)}\n"
+
+
+def _text(report: Report, lang: str, markdown: bool) -> str:
+    tablefmt = "github" if markdown else "simple"
+    parts = [_heading(report.general.model or report.source, 1, markdown), t(lang, "per_step", n=report.general.steps)]
+    parts.append("")
     for s in sections(report, lang):
-        parts.append(f"{heading}# {s.title}\n")
-        if s.key == "general":
-            parts.append(tabulate(s.rows, tablefmt=tablefmt if tablefmt != "simple" else "plain"))
+        parts.append(_heading(s.title, 2, markdown))
+        if s.key in ("general", "generation"):
+            if markdown:
+                parts.append(tabulate(s.rows, headers=["", ""], tablefmt="github", disable_numparse=True))
+            else:
+                parts.append(tabulate(s.rows, tablefmt="plain", disable_numparse=True))
         else:
             parts.append(tabulate(s.rows, headers=s.headers, tablefmt=tablefmt, disable_numparse=True))
         parts.append("")
     if report.notes:
-        parts.append(f"{heading}# {t(lang, 'notes')}\n")
+        parts.append(_heading(t(lang, "notes"), 2, markdown))
         parts.extend(f"- {n}" for n in report.notes)
         parts.append("")
     return "\n".join(parts)
@@ -51,6 +60,4 @@ def render(report: Report, fmt: str = "table", lang: str = "en") -> str:
         return json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     if fmt == "csv":
         return _csv(report, lang)
-    if fmt == "markdown":
-        return _text(report, lang, "github", "#")
-    return _text(report, lang, "simple", "=")
+    return _text(report, lang, markdown=fmt == "markdown")

@@ -132,6 +132,8 @@ def sections(r: Report, lang: str = "en") -> list[Section]:
                 ],
             )
         )
+    if r.generation:
+        out.append(Section("generation", t(lang, "generation"), ["", ""], _generation_rows(r.generation, u)))
     if r.module_types:
         out.append(
             Section(
@@ -186,3 +188,23 @@ def sections(r: Report, lang: str = "en") -> list[Section]:
         )
     )
     return out
+
+
+_GENERATION_FIELDS = (
+    ("decode_steps_per_step", "{:g}"),
+    ("prefill_ms", "{:.3f} ms"),
+    ("prefill_gpu_ms", "{:.3f} ms"),
+    ("decode_ms_median", "{:.3f} ms"),
+    ("decode_ms_p90", "{:.3f} ms"),
+    ("decode_gpu_ms_median", "{:.3f} ms"),
+    ("decode_gpu_ms_p90", "{:.3f} ms"),
+    ("decode_tflops", "{:.3f} TFLOP/s"),
+    ("decode_bandwidth_gbps", "{:.1f} GB/s"),
+    ("decode_bandwidth_gpu_gbps", "{:.1f} GB/s"),
+)
+
+
+def _generation_rows(gen: dict[str, Any], unknown: str) -> list[list[Any]]:
+    rows: list[list[Any]] = [[k, _num(gen.get(k), fmt, unknown)] for k, fmt in _GENERATION_FIELDS]
+    rows += [[f"block {b['index']} decode ms/token", f"{b['ms_per_token']:.4f}"] for b in gen["decode_block_ms"]]
+    return rows

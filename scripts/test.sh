@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install into a fresh venv (.venv-test) and run lint, types and tests. The README's test command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv-test}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install -q "torch==2.13.0" -e ".[capture,hta,dev]"
+"$VENV/bin/ruff" check traceparse scripts tests
+"$VENV/bin/ruff" format --check traceparse scripts tests
+"$VENV/bin/mypy"
+"$VENV/bin/python" -m pytest -q -m "not slow" "$@"

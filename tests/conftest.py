@@ -1,0 +1,34 @@
+"""Shared test fixtures: the real H200 traces under fixtures/h200 and a cached pipeline run."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+H200 = ROOT / "fixtures" / "h200"
+
+NEMOTRON_9B = H200 / "nemotron-nano-9b-v2-forward-seq215.pt.trace.json.gz"
+NEMOTRON_8L = H200 / "nemotron-nano-9b-v2-8l-forward-seq215.pt.trace.json.gz"
+NEMOTRON_8L_TRAIN = H200 / "nemotron-nano-9b-v2-8l-train-seq215.pt.trace.json.gz"
+NEMOTRON_8L_GENERATE = H200 / "nemotron-nano-9b-v2-8l-generate-seq64.pt.trace.json.gz"
+LLAMA_4L = H200 / "llama-3.1-8b-4l-forward-seq215.pt.trace.json.gz"
+QWEN_TRAIN = H200 / "qwen3-0.6b-4l-train-seq215.pt.trace.json.gz"
+QWEN_GENERATE = H200 / "qwen3-0.6b-4l-generate-seq64.pt.trace.json.gz"
+USER_TRAIN = H200 / "user-train.pt.trace.json.gz"
+USER_STACK = H200 / "user-forward-stack.pt.trace.json.gz"
+
+
+@cache
+def analysis(path: Path, attention: str = "causal"):  # noqa: ANN201 - test helper
+    """Run the pipeline once per (fixture, convention) for the whole session."""
+    from traceparse.api import run_pipeline
+
+    return run_pipeline(path, attention)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def nemotron_9b():  # noqa: ANN201
+    return analysis(NEMOTRON_9B)
