@@ -156,7 +156,9 @@ def attribute(index: Index) -> Attribution:
         g = index.gpu
         anchor = np.where(g.launch >= 0, g.launch, g.op)
         items = Items(
-            dur=g.end - g.start,
+            # The recorded durations, not end - start: at ~5e12 µs timestamps that subtraction
+            # loses the last digits and the per-step sums drift.
+            dur=np.maximum(index.events.dur[g.rows], 0.0),
             start=g.start,
             end=g.end,
             anchor=anchor,

@@ -157,10 +157,6 @@ class GpuItems:
     def __len__(self) -> int:
         return int(self.rows.shape[0])
 
-    @property
-    def dur(self) -> np.ndarray:
-        return self.end - self.start
-
 
 @dataclass(frozen=True)
 class Index:

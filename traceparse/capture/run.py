@@ -136,9 +136,16 @@ def run_capture(opts: CaptureOptions, progress: Progress = lambda _msg: None) ->
         step_wall: list[float] = []
         exported: list[Path] = []
 
+        extra: dict[str, Any] = {METADATA_KEY: meta}
+        rank, world = _rank()
+        if world > 1 and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            # torch writes distributedInfo only for an initialised process group; under torchrun
+            # capture profiles each rank on its own, so say which rank this is.
+            extra["distributedInfo"] = {"rank": rank, "world_size": world, "backend": None}
+
         def on_ready(prof: profile) -> None:
             meta["timing"]["profiled_step_wall_ms"] = step_wall[opts.warmup :]
-            exported.append(export_trace(prof, out_path, {METADATA_KEY: meta}))
+            exported.append(export_trace(prof, out_path, extra))
 
         scopes = module_scopes(built.model) if opts.scopes else _null_context()
         with (
