@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from traceparse.api import Analysis, run_pipeline
+
 ROOT = Path(__file__).resolve().parent.parent
 H200 = ROOT / "fixtures" / "h200"
 
@@ -22,13 +24,11 @@ USER_STACK = H200 / "user-forward-stack.pt.trace.json.gz"
 
 
 @cache
-def analysis(path: Path, attention: str = "causal"):  # noqa: ANN201 - test helper
+def analysis(path: Path, attention: str = "causal") -> Analysis:
     """Run the pipeline once per (fixture, convention) for the whole session."""
-    from traceparse.api import run_pipeline
-
     return run_pipeline(path, attention)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")
-def nemotron_9b():  # noqa: ANN201
+def nemotron_9b() -> Analysis:
     return analysis(NEMOTRON_9B)

@@ -6,6 +6,7 @@ import gzip
 import json
 import re
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from traceparse.capture.presets import NEMOTRON_9B_PATTERN
 KIND_OF_CHAR = {"M": "mamba", "-": "mlp", "*": "attention"}
 
 
-def _raw(path):  # noqa: ANN001, ANN202
+def _raw(path: Path) -> dict:
     with gzip.open(path) as fh:
         return json.load(fh)
 

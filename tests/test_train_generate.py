@@ -38,7 +38,7 @@ def test_backward_gemm_flops_are_twice_forward(path: Path) -> None:
 def test_backward_kernels_land_in_the_modules_they_differentiate() -> None:
     a = analysis(QWEN_TRAIN)
     r = a.report
-    per_block_bwd = [b for b in r.phases if b.phase == "backward"][0].blocks
+    per_block_bwd = next(b for b in r.phases if b.phase == "backward").blocks
     assert len(per_block_bwd) == 4 and all(b["gpu_ms"] > 0 for b in per_block_bwd)
     assert all(b["flops"] and b["flops"] > 0 for b in per_block_bwd)
 
