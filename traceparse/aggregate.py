@@ -155,7 +155,7 @@ def build_report(
     # ---- kernel families ---------------------------------------------------------------------
     ev = index.events
     fam = item_families(ev.names, ev.name[items.event_row], ev.kind[items.event_row])
-    kinds_of_item = np.full(len(items), "none", dtype=object)
+    kinds_of_item = np.full(len(items), "outside blocks", dtype=object)
     has_call = items.call >= 0
     item_block = np.full(len(items), -1, np.int64)
     item_block[has_call] = block_of_call[items.call[has_call]]

@@ -26,7 +26,7 @@ TEXT: dict[str, dict[str, str]] = {
         "kernel_ms": "GPU kernel time",
         "gpu_busy_ms": "GPU busy time (union of kernels)",
         "wall_ms": "Step wall time under the profiler (min–max)",
-        "forward_ms_profiled": "Forward wall time under the profiler",
+        "forward_ms_profiled": "Forward CPU time under the profiler (root call)",
         "forward_ms_uninstrumented": "Forward time without profiler (median)",
         "forward_ms_scopes": "Forward time with scopes, no profiler (median)",
         "step_ms_uninstrumented": "Step time without profiler (median)",
