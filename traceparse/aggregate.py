@@ -359,23 +359,21 @@ def _module_rows(
 
 
 def _top_operators(attr: Attribution, in_steps: np.ndarray, n_steps: int) -> list[dict[str, Any]]:
-    """Operator-level fallback: time by the outermost CPU op around each item."""
+    """Operator-level fallback: time by the outermost CPU op around each item; backward items go
+    to the forward operator they differentiate ("aten::linear (backward)")."""
     forest, ev = attr.index.forest, attr.index.events
     items = attr.items
-    has = items.op >= 0
-    # Outermost op: walk up while the parent is still an op.
-    top = items.op.copy()
-    is_op = np.zeros(len(forest), bool)
-    is_op[ev.kind[forest.rows] == CPU_OP] = True
-    for _ in range(int(forest.max_depth) + 1):
-        par = np.where(top >= 0, forest.parent[np.where(top >= 0, top, 0)], -1)
-        up = (par >= 0) & is_op[np.where(par >= 0, par, 0)]
-        if not up.any():
-            break
-        top = np.where(up, par, top)
+    is_op = ev.kind[forest.rows] == CPU_OP
+    start = items.op.copy()
+    has_anchor = items.anchor >= 0
+    bwd_op = np.full(len(items), -1, np.int64)
+    bwd_op[has_anchor] = attr.backward_op[items.anchor[has_anchor]]
+    is_bwd = bwd_op >= 0
+    start[is_bwd] = bwd_op[is_bwd]
+    top = _outermost_op(forest.parent, is_op, start)
     agg: dict[str, list[float]] = {}
-    for i in np.flatnonzero(in_steps & has):
-        name = ev.names[int(ev.name[forest.rows[top[i]]])]
+    for i in np.flatnonzero(in_steps & (top >= 0)):
+        name = ev.names[int(ev.name[forest.rows[top[i]]])] + (" (backward)" if is_bwd[i] else "")
         a = agg.setdefault(name, [0.0, 0.0])
         a[0] += float(items.dur[i])
         a[1] += 1
@@ -384,6 +382,17 @@ def _top_operators(attr: Attribution, in_steps: np.ndarray, n_steps: int) -> lis
     ]
     rows.sort(key=lambda r: -float(r["kernel_ms"]))
     return rows[:SLOWEST]
+
+
+def _outermost_op(parent: np.ndarray, is_op: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Walk each position up while its parent is still a CPU op."""
+    top = start.copy()
+    while True:
+        par = np.where(top >= 0, parent[np.where(top >= 0, top, 0)], -1)
+        up = (par >= 0) & is_op[np.where(par >= 0, par, 0)]
+        if not up.any():
+            return top
+        top = np.where(up, par, top)
 
 
 def _notes(

@@ -74,6 +74,7 @@ class Attribution:
     items: Items
     nearest_call: np.ndarray  # forest position → call index of the innermost module call (-1)
     backward_call: np.ndarray  # forest position → forward call differentiated there (-1)
+    backward_op: np.ndarray  # forest position → forward op differentiated there (-1)
     phase_of_pos: np.ndarray  # forest position → phase
     n_steps: int
 
@@ -147,7 +148,7 @@ def attribute(index: Index) -> Attribution:
     markers = phase_markers(ev.names)[name_of_pos]
     phase_of_pos = forest.propagate(markers, markers >= 0, fill=FORWARD).astype(np.int8)
     # Backward nodes carry the forward module they differentiate (by autograd sequence number).
-    bwd_call, bwd_fwd_phase = _backward_links(index, nearest_call, phase_of_pos, name_of_pos)
+    bwd_call, bwd_fwd_phase, bwd_fwd_op = _backward_links(index, nearest_call, phase_of_pos, name_of_pos)
 
     cpu_only = len(index.gpu) == 0
     if cpu_only:
@@ -205,6 +206,7 @@ def attribute(index: Index) -> Attribution:
         items=items,
         nearest_call=nearest_call,
         backward_call=bwd_call,
+        backward_op=bwd_fwd_op,
         phase_of_pos=phase_of_pos,
         n_steps=max(1, len(index.steps)),
     )
@@ -248,8 +250,8 @@ def _module_calls(index: Index, names: ScopeNames, is_scope: np.ndarray) -> tupl
 
 def _backward_links(
     index: Index, nearest_call: np.ndarray, phase_of_pos: np.ndarray, name_of_pos: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Forest position → (forward module call differentiated there, that forward op's phase).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Forest position → (forward module call differentiated there, that forward op's phase, the op).
 
     -1 where the position is not under a backward node with a known forward op. The phase tells
     the loss's own backward (log_softmax, nll_loss) apart from the model's.
@@ -260,7 +262,7 @@ def _backward_links(
     fwd = (ev.kind[forest.rows] == CPU_OP) & (seq >= 0) & (phase_of_pos != BACKWARD)
     out = np.full(len(forest), -1, np.int64)
     if not is_node.any() or not fwd.any():
-        return out, out.copy()
+        return out, out.copy(), out.copy()
     fwd_pos = np.flatnonzero(fwd)
     # Of the forward ops sharing a sequence number, a scoped one names the module (the deepest).
     order = np.lexsort((-forest.depth[fwd_pos], nearest_call[fwd_pos] < 0, seq[fwd_pos]))
@@ -275,8 +277,10 @@ def _backward_links(
     own_phase = np.full(len(forest), -1, np.int64)
     own_call[node_pos[hit]] = nearest_call[fwd_pos[k[hit]]]
     own_phase[node_pos[hit]] = phase_of_pos[fwd_pos[k[hit]]]
+    own_op = np.full(len(forest), -1, np.int64)
+    own_op[node_pos[hit]] = fwd_pos[k[hit]]
     linked = own_phase >= 0
-    return forest.propagate(own_call, linked), forest.propagate(own_phase, linked)
+    return forest.propagate(own_call, linked), forest.propagate(own_phase, linked), forest.propagate(own_op, linked)
 
 
 def _cpu_items(index: Index, kind_of_pos: np.ndarray) -> Items:
