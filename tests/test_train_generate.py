@@ -75,3 +75,14 @@ def test_cpu_train_and_generate_on_a_tiny_model(tmp_path: Path) -> None:
             assert r.general.unattributed_ms <= 0.05 * r.general.kernel_ms
         else:
             assert r.generation is not None and r.generation["decode_steps_per_step"] == 4
+
+
+def test_plain_user_training_loop_links_backward_to_forward_operators() -> None:
+    """No scopes, no with_stack: backward kernels are named by the forward op they differentiate."""
+    from tests.conftest import USER_TRAIN
+
+    r = analysis(USER_TRAIN).report
+    ops = {o["operator"]: o["kernel_ms"] for o in r.top_operators}
+    assert ops["aten::linear (backward)"] > ops["aten::linear"] > 0
+    assert "aten::scaled_dot_product_attention (backward)" in ops
+    assert not any(name.startswith("autograd::engine") for name in ops)
