@@ -72,7 +72,11 @@ def test_cpu_train_and_generate_on_a_tiny_model(tmp_path: Path) -> None:
         assert r.attribution == "cpu" and r.general.mode == mode
         if mode == "train":
             assert {"forward", "backward", "optimizer"} <= {p.phase for p in r.phases}
-            assert r.general.unattributed_ms <= 0.05 * r.general.kernel_ms
+            # On the CPU the autograd engine's own Python/C++ time between nodes is self time of
+            # the backward marker, outside every module; the nodes themselves are attributed.
+            bwd = next(p for p in r.phases if p.phase == "backward")
+            assert bwd.unattributed_ms <= 0.2 * bwd.kernel_ms
+            assert all(b["gpu_ms"] > 0 for b in bwd.blocks)
         else:
             assert r.generation is not None and r.generation["decode_steps_per_step"] == 4
 
