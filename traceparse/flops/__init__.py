@@ -78,25 +78,24 @@ def count_flops(attr: Attribution, metadata: dict[str, Any], convention: Attenti
     flops = np.zeros(counted.size)
     kind = np.full(counted.size, -1, np.int8)
     gemm_dtypes: Counter[str] = Counter()
-    for j, pos in enumerate(counted):
-        row = int(forest.rows[pos])
-        raw = ev.input_dims.get(row)
+    # A model repeats the same op on the same shapes in every layer and step: count each distinct
+    # (op, raw shape args) once. Keys are the raw JSON bytes, so nothing is decoded twice.
+    seen: dict[tuple[int, bytes, bytes, bytes], tuple[float, int, str | None]] = {}
+    dims_of, concrete_of, types_of = ev.input_dims.get, ev.concrete_inputs.get, ev.input_types.get
+    for j, (row, name_id) in enumerate(zip(forest.rows[counted].tolist(), name_of_pos[counted].tolist(), strict=True)):
+        raw = dims_of(row)
         if raw is None:
             continue
-        name = names[int(name_of_pos[pos])]
-        args = OpArgs(_safe(raw), _safe(ev.concrete_inputs.get(row)), _safe(ev.input_types.get(row)))
-        try:
-            got = FORMULAS[name](args, convention)
-        except (TypeError, ValueError, IndexError, ZeroDivisionError):
-            got = None  # malformed shapes in a foreign trace: unknown, not a crash
+        concrete, types = concrete_of(row), types_of(row)
+        key = (name_id, bytes(raw), _bytes(concrete), _bytes(types))
+        got = seen.get(key)
         if got is None:
+            got = seen[key] = _count_one(names[name_id], raw, concrete, types, convention)
+        if got[1] < 0:
             continue
-        flops[j] = got.flops
-        kind[j] = KINDS.index(got.kind)
-        if name in GEMM_OPS and args.types:
-            dt = dtype_of_input_type(str(args.types[0]))
-            if dt:
-                gemm_dtypes[dt] += int(got.flops)
+        flops[j], kind[j] = got[0], got[1]
+        if got[2]:
+            gemm_dtypes[got[2]] += int(got[0])
     ok = kind >= 0
     counted, flops, kind = counted[ok], flops[ok], kind[ok]
     call = attr.call_of_pos(counted) if counted.size else np.empty(0, np.int64)
@@ -139,7 +138,7 @@ def count_flops(attr: Attribution, metadata: dict[str, Any], convention: Attenti
     cov_kind = forest.propagate(own_cov, own_cov >= 0)
     items = attr.items
     has = items.anchor >= 0
-    k_item = np.where(has, cov_kind[np.where(has, items.anchor, 0)], -1)
+    k_item = np.where(has, np.append(cov_kind, -1)[np.where(has, items.anchor, -1)], -1)  # -1: a pad
     in_analytic = np.isin(items.call, list(analytic_calls)) if analytic_calls else np.zeros(len(items), bool)
     covered = (k_item >= 0) | in_analytic
     tensor = np.isin(k_item, tensor_kinds) | in_analytic
@@ -157,6 +156,25 @@ def count_flops(attr: Attribution, metadata: dict[str, Any], convention: Attenti
         convention=convention,
         has_shapes=bool(ev.input_dims),
     )
+
+
+def _bytes(raw: Any) -> bytes:
+    return b"" if raw is None else bytes(raw)
+
+
+def _count_one(
+    name: str, dims: Any, concrete: Any, types: Any, convention: AttentionConvention
+) -> tuple[float, int, str | None]:
+    """(FLOPs, index into KINDS or -1 when unknown, dtype of a GEMM's first input or None)."""
+    args = OpArgs(_safe(dims), _safe(concrete), _safe(types))
+    try:
+        got = FORMULAS[name](args, convention)
+    except (TypeError, ValueError, IndexError, ZeroDivisionError):
+        got = None  # malformed shapes in a foreign trace: unknown, not a crash
+    if got is None:
+        return 0.0, -1, None
+    dt = dtype_of_input_type(str(args.types[0])) if name in GEMM_OPS and args.types else None
+    return got.flops, KINDS.index(got.kind), dt or None
 
 
 def _safe(raw: Any) -> list[Any]:
@@ -197,9 +215,9 @@ def _mamba_terms(
             first = next((d for d in dims if isinstance(d, list) and len(d) == 2), None)
             if first:
                 tokens[parent_call] = float(first[0])
-    drop = np.zeros(counted.size, bool)
-    in_mixer_self = (call >= 0) & np.isin(call, np.flatnonzero(mixer)) & (kind != elementwise)
-    drop |= in_mixer_self
+    # Only mixers that get an analytic term lose their own shape-derived FLOPs (their conv1d, any
+    # matmul of a reference scan); a mixer whose token count is unknown keeps them.
+    drop = (call >= 0) & np.isin(call, list(tokens)) & (kind != elementwise)
     a_flops, a_call, a_phase = [], [], []
     backward_calls = set(call[phase == BACKWARD].tolist()) | set(attr.items.call[attr.items.phase == BACKWARD].tolist())
     for c, m in tokens.items():

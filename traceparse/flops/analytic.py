@@ -45,8 +45,10 @@ class Mamba2Shape:
                     return v
             return None
 
-        heads = pick("mamba_num_heads", "num_heads", "mamba_n_heads")
-        head_dim = pick("mamba_head_dim", "head_dim_mamba", "mamba_d_head")
+        heads = pick("mamba_num_heads", "num_heads", "mamba_n_heads", "n_mamba_heads")
+        head_dim = pick("mamba_head_dim", "head_dim_mamba", "mamba_d_head", "mamba_headdim")
+        if head_dim is None and "num_heads" in config:  # Mamba2Config; hybrids' head_dim is attention's
+            head_dim = pick("head_dim")
         if heads is None and head_dim is None:
             return None
         hidden = pick("hidden_size") or 0
@@ -56,7 +58,7 @@ class Mamba2Shape:
         if heads is None and head_dim:
             heads = expand * hidden // head_dim
         state = pick("ssm_state_size", "mamba_d_state", "state_size")
-        groups = pick("n_groups", "mamba_n_groups") or 1
+        groups = pick("n_groups", "mamba_n_groups", "mamba_ngroups") or 1
         chunk = pick("chunk_size", "mamba_chunk_size") or 256
         conv = pick("conv_kernel", "mamba_d_conv") or 4
         if not heads or not head_dim or not state:

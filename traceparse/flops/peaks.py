@@ -1,22 +1,35 @@
-"""Dense peak TFLOP/s by device and dtype, from the vendors' datasheets (no sparsity).
+"""Dense peak TFLOP/s by device and dtype, from the vendors' datasheets (no 2:4 sparsity).
 
-Keyed by a substring of the device name the trace records in deviceProperties. H200 SXM has
-the H100 SXM's compute (same GH100 die and clocks); only memory differs.
+Keyed by a regex searched in the device name the trace records (deviceProperties, else the
+capture metadata); the first match wins, so variants come before their family. Datasheets
+quote tensor-core figures "with sparsity"; these are half of those. fp32 is the non-tensor
+(CUDA-core / vector) peak — what an fp32 GEMM without TF32 runs at; tf32 is the tensor-core
+peak when TF32 is enabled; fp64 is the tensor/matrix-core peak.
+
+  * H100 SXM / H200 SXM: same GH100 compute and clocks (only memory differs).
+  * H100 NVL / H200 NVL: the PCIe cards at 400/600 W (60 fp32, 835.5 bf16 dense).
+  * B200: HGX B200 (1000 W) per-GPU figures; GB200: the 1200 W part in GB200 NVL72.
 """
 
 from __future__ import annotations
 
 import re
 
+_HOPPER_SXM = {"fp64": 67.0, "fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9}
+_HOPPER_NVL = {"fp64": 60.0, "fp32": 60.0, "tf32": 417.5, "bf16": 835.5, "fp16": 835.5, "fp8": 1670.5}
+
 # name pattern → {dtype: dense TFLOP/s}
 PEAKS: tuple[tuple[str, dict[str, float]], ...] = (
-    (r"H200", {"fp64": 67.0, "fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9}),
+    (r"H200.*NVL", _HOPPER_NVL),
+    (r"H200", _HOPPER_SXM),
+    (r"H100.*NVL", _HOPPER_NVL),
     (r"H100.*PCIe", {"fp64": 51.0, "fp32": 51.0, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0, "fp8": 1513.0}),
-    (r"H100", {"fp64": 67.0, "fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9}),
+    (r"H100", _HOPPER_SXM),
     (r"A100", {"fp64": 19.5, "fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0}),
     (r"L40S", {"fp32": 91.6, "tf32": 183.0, "bf16": 362.05, "fp16": 362.05, "fp8": 733.0}),
-    (r"B200", {"fp64": 40.0, "fp32": 80.0, "tf32": 1100.0, "bf16": 2250.0, "fp16": 2250.0, "fp8": 4500.0}),
-    (r"MI300X", {"fp64": 81.7, "fp32": 163.4, "tf32": 653.7, "bf16": 1307.4, "fp16": 1307.4, "fp8": 2614.9}),
+    (r"GB200", {"fp64": 40.0, "fp32": 80.0, "tf32": 1250.0, "bf16": 2500.0, "fp16": 2500.0, "fp8": 5000.0}),
+    (r"B200", {"fp64": 37.0, "fp32": 75.0, "tf32": 1100.0, "bf16": 2250.0, "fp16": 2250.0, "fp8": 4500.0}),
+    (r"MI300X", {"fp64": 163.4, "fp32": 163.4, "tf32": 653.7, "bf16": 1307.4, "fp16": 1307.4, "fp8": 2614.9}),
 )
 
 _DTYPE_OF_TYPE = {
@@ -32,10 +45,12 @@ _DTYPE_OF_TYPE = {
 
 
 def dtype_of_input_type(type_name: str) -> str | None:
+    """The peak-table dtype of a trace's `Input type` string (None: not a float GEMM type)."""
     return _DTYPE_OF_TYPE.get(type_name)
 
 
 def peak_tflops(device_name: str | None, dtype: str | None) -> float | None:
+    """Dense peak of `device_name` for `dtype`, or None when the device or dtype is not in the table."""
     if not device_name or not dtype:
         return None
     for pattern, table in PEAKS:
