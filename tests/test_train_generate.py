@@ -72,10 +72,17 @@ def test_cpu_train_and_generate_on_a_tiny_model(tmp_path: Path) -> None:
         assert r.attribution == "cpu" and r.general.mode == mode
         if mode == "train":
             assert {"forward", "backward", "optimizer"} <= {p.phase for p in r.phases}
-            # On the CPU the autograd engine's own Python/C++ time between nodes is self time of
-            # the backward marker, outside every module; the nodes themselves are attributed.
+            # On the CPU the autograd engine's own time between nodes is self time of the backward
+            # marker, outside every module (how much depends on machine load); every gradient
+            # node's time is attributed, except the parameter-gradient accumulation nodes.
+            a = run_pipeline(trace)
+            items, forest, ev = a.attribution.items, a.attribution.index.forest, a.attribution.index.events
+            left = (items.call < 0) & (items.phase == BACKWARD)
+            names = {ev.names[int(ev.name[forest.rows[p]])] for p in items.anchor[left]}
+            engine = ("traceparse:backward", "AccumulateGrad", "detach", "aten::detach", "aten::ones_like",
+                      "aten::empty_like", "aten::empty_strided", "aten::fill_")  # fmt: skip
+            assert all(any(e in n for e in engine) for n in names), names
             bwd = next(p for p in r.phases if p.phase == "backward")
-            assert bwd.unattributed_ms <= 0.2 * bwd.kernel_ms
             assert all(b["gpu_ms"] > 0 for b in bwd.blocks)
         else:
             assert r.generation is not None and r.generation["decode_steps_per_step"] == 4

@@ -387,6 +387,8 @@ def _top_operators(attr: Attribution, in_steps: np.ndarray, n_steps: int) -> lis
 def _outermost_op(parent: np.ndarray, is_op: np.ndarray, start: np.ndarray) -> np.ndarray:
     """Walk each position up while its parent is still a CPU op."""
     top = start.copy()
+    if not parent.size:  # a GPU-only trace: no CPU side to walk
+        return top
     while True:
         par = np.where(top >= 0, parent[np.where(top >= 0, top, 0)], -1)
         up = (par >= 0) & is_op[np.where(par >= 0, par, 0)]
@@ -419,7 +421,8 @@ def _notes(
     if not flops.has_shapes:
         notes.append("The trace has no Input Dims (record_shapes=False): FLOPs are unknown.")
     if trace.dropped_events:
-        notes.append(f"{trace.dropped_events} complete events without ts/dur were skipped.")
+        notes.append(f"{trace.dropped_events} complete events without a usable ts/dur were skipped.")
+    notes.extend(trace.notes)
     if flops.analytic.any():
         notes.append("SSM (Mamba2) scan FLOPs are analytic, from the model config in the trace metadata.")
     if blocks.container is None and len(attr.calls):
@@ -464,10 +467,11 @@ def _hidden_from_trace(attr: Attribution) -> int | None:
         if int(ev.name[row]) in ids:
             try:
                 dims = msgspec.json.decode(raw)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeDecodeError):
                 return None
-            if dims and isinstance(dims[0], list) and len(dims[0]) == 2:
-                return int(dims[0][1])
+            first = dims[0] if isinstance(dims, list) and dims else None
+            if isinstance(first, list) and len(first) == 2 and type(first[1]) is int and first[1] > 0:
+                return first[1]
     return None
 
 

@@ -7,6 +7,7 @@ report.blocks_df, report.module_types_df, ...
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from traceparse.aggregate import build_report
@@ -30,11 +31,21 @@ class Analysis:
 
 
 def run_pipeline(
-    path: str | os.PathLike[str], attention: AttentionConvention = "causal", peak_tflops: float | None = None
+    path: str | os.PathLike[str],
+    attention: AttentionConvention = "causal",
+    peak_tflops: float | None = None,
+    progress: Callable[[str, float | None], None] | None = None,
 ) -> Analysis:
-    trace = load_trace(path)
-    attr = attribute(build_index(trace.events))
+    """`progress(stage, fraction or None)` hears of each stage (traceparse.progress.Progress shows it)."""
+    say: Callable[[str, float | None], None] = progress or (lambda _stage, _fraction: None)
+    trace = load_trace(path, lambda done, total: say("reading", done / total if total else None))
+    say("indexing", None)
+    index = build_index(trace.events)
+    say("attributing", None)
+    attr = attribute(index)
+    say("counting FLOPs", None)
     flops = count_flops(attr, trace.metadata, attention)
+    say("aggregating", None)
     return Analysis(trace, attr, flops, build_report(trace, attr, flops, peak_tflops))
 
 

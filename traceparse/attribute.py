@@ -170,13 +170,18 @@ def attribute(index: Index) -> Attribution:
             event_row=g.rows,
         )
     has = items.anchor >= 0
-    safe = np.where(has, items.anchor, 0)
-    call = np.where(has, nearest_call[safe], -1)
-    phase = np.where(has, phase_of_pos[safe], FORWARD).astype(np.int8)
-    from_bwd = has & (call < 0) & (bwd_call[safe] >= 0)
-    call = np.where(from_bwd, bwd_call[safe], call)
+    safe = np.where(has, items.anchor, -1)
+
+    def at(per_pos: np.ndarray) -> np.ndarray:
+        """Per-position values at each item's anchor; -1 reads a pad (a GPU-only trace has no positions)."""
+        return np.append(per_pos, -1).astype(per_pos.dtype)[safe]
+
+    call = np.where(has, at(nearest_call), -1)
+    phase = np.where(has, at(phase_of_pos), FORWARD).astype(np.int8)
+    from_bwd = has & (call < 0) & (at(bwd_call) >= 0)
+    call = np.where(from_bwd, at(bwd_call), call)
     # Backward of work done in the loss (or optimizer) belongs to that section, not to "backward".
-    fwd_phase = np.where(has, bwd_fwd_phase[safe], -1)
+    fwd_phase = np.where(has, at(bwd_fwd_phase), -1)
     moved = (phase == BACKWARD) & (fwd_phase >= 0) & (fwd_phase != FORWARD) & (fwd_phase != BACKWARD)
     phase = np.where(moved, fwd_phase, phase).astype(np.int8)
     items = Items(

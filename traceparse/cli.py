@@ -35,8 +35,18 @@ T = TypeVar("T")
 _DEBUG = {"on": False}
 
 
+def _debug() -> bool:
+    """--debug on the command line, or TRACEPARSE_DEBUG in the environment."""
+    return _DEBUG["on"] or bool(os.environ.get("TRACEPARSE_DEBUG"))
+
+
+def _say(message: str) -> None:
+    """One line on stderr, whatever the message holds."""
+    typer.echo(f"traceparse: error: {' '.join(str(message).split())}", err=True)
+
+
 def _fail(message: str, code: int) -> None:
-    typer.echo(f"traceparse: error: {message}", err=True)
+    _say(message)
     raise typer.Exit(code)
 
 
@@ -47,7 +57,7 @@ def guarded(fn: Callable[[], T]) -> T:
     except typer.Exit:
         raise
     except TraceparseError as exc:
-        if _DEBUG["on"]:
+        if _debug():
             traceback.print_exc()
         _fail(str(exc), int(exc.code))
     except KeyboardInterrupt:
@@ -55,7 +65,7 @@ def guarded(fn: Callable[[], T]) -> T:
     except MemoryError:
         _fail("out of memory", int(ExitCode.RUNTIME))
     except Exception as exc:  # a bug: still one line, the traceback on request
-        if _DEBUG["on"]:
+        if _debug():
             traceback.print_exc()
         _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", 1)
     raise AssertionError("unreachable")
@@ -96,6 +106,8 @@ def capture(
     with_stack: Annotated[bool, typer.Option(help="also record Python stacks (bigger traces)")] = False,
     scopes: Annotated[bool, typer.Option(help="wrap module calls in named scopes")] = True,
     report: Annotated[bool, typer.Option(help="print the analyze report of the capture")] = True,
+    charts: Annotated[Path | None, typer.Option(help="then write the capture's PNG charts here")] = None,
+    html: Annotated[Path | None, typer.Option(help="then write the capture's HTML report here")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
 ) -> None:
@@ -143,6 +155,8 @@ def capture(
     )
     if report:
         _print_report_or_warn(result.trace_path)
+    if charts is not None or html is not None:
+        _pictures_or_warn(result.trace_path, charts, html, quiet)
 
 
 class Fmt(StrEnum):
@@ -172,6 +186,9 @@ def analyze(
         AttnConvention, typer.Option(help="causal: unmasked half only; full: all pairs (PaLM/FCM)")
     ] = AttnConvention.causal,
     peak_tflops: Annotated[float | None, typer.Option(help="override the device peak for MFU")] = None,
+    charts: Annotated[Path | None, typer.Option(help="also write PNG charts into this directory")] = None,
+    html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML report here")] = None,
+    hta: Annotated[bool, typer.Option("--hta", help="add HTA's breakdowns (pip install traceparse[hta])")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
     debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
 ) -> None:
@@ -179,12 +196,20 @@ def analyze(
     _DEBUG["on"] = debug
 
     def go() -> str:
-        from traceparse.api import analyze_path, render
+        from traceparse import hta as traceparse_hta
+        from traceparse.api import render, run_pipeline
+        from traceparse.progress import Progress
 
         if peak_tflops is not None and peak_tflops <= 0:
             raise TraceparseError("--peak-tflops must be positive")
-        report = analyze_path(trace, attention_flops.value, peak_tflops)
-        text = render(report, fmt.value, lang.value)
+        with Progress(enabled=not quiet) as progress:
+            analysis = run_pipeline(trace, attention_flops.value, peak_tflops, progress)
+            report = analysis.report
+            text = render(report, fmt.value, lang.value)
+            if hta:
+                progress("HTA", None)
+                text = traceparse_hta.attach(text, fmt.value, traceparse_hta.analyze(trace))
+        _write_pictures(analysis, charts, html, lang.value, quiet)
         if output is not None:
             from traceparse.atomic import write_text_atomic
 
@@ -207,8 +232,84 @@ def _print_report_or_warn(path: Path) -> None:
         typer.echo(f"traceparse: warning: the trace was saved, but analyzing it failed: {exc}", err=True)
 
 
+def _write_pictures(analysis: Any, charts: Path | None, html: Path | None, lang: str, quiet: bool) -> None:
+    """--charts DIR / --html FILE (analyze, capture)."""
+    if charts is None and html is None:
+        return
+    from traceparse.render.html import write_pictures
+
+    for path in write_pictures(analysis, charts, html, lang):
+        if not quiet:
+            typer.echo(f"wrote {path}", err=True)
+
+
+def _pictures_or_warn(path: Path, charts: Path | None, html: Path | None, quiet: bool) -> None:
+    try:
+        from traceparse.api import run_pipeline
+
+        _write_pictures(run_pipeline(path), charts, html, "en", quiet)
+    except Exception as exc:
+        typer.echo(f"traceparse: warning: the trace was saved, but writing charts/HTML failed: {exc}", err=True)
+
+
+@app.command()
+def annotate(
+    trace: Annotated[Path, typer.Argument(help="trace .json or .json.gz (or a directory holding one)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="annotated trace: .json.gz or .json (atomically)")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no summary on stderr")] = False,
+    debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
+) -> None:
+    """Add block/module tracks and TFLOP/s counters for ui.perfetto.dev; the original events stay as they are."""
+    _DEBUG["on"] = debug
+
+    def go() -> Any:
+        from traceparse.annotate import annotate_trace
+
+        return annotate_trace(trace, output)
+
+    summary = guarded(go)
+    if not quiet:
+        typer.echo(f"wrote {output}: {summary}", err=True)
+
+
+def _click_exceptions() -> tuple[tuple[type[Exception], ...], ...]:
+    """click's NoArgsIsHelpError, ClickException and Abort: from click, and from the copy of
+    click that newer typer versions vendor (typer._click)."""
+    import importlib
+
+    mods = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mods.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return tuple(
+        tuple(getattr(m, cls) for m in mods if hasattr(m, cls))
+        for cls in ("NoArgsIsHelpError", "ClickException", "Abort")
+    )
+
+
 def main() -> None:
-    if os.environ.get("TRACEPARSE_DEBUG"):
-        _DEBUG["on"] = True
-    app(prog_name="traceparse")
-    sys.exit(0)
+    """The console script. Usage errors are one line too (click would draw a box around them),
+    and whatever escapes a command (a failing print) is one line, never a traceback."""
+    no_args, usage, abort = _click_exceptions()
+    try:
+        code = app(prog_name="traceparse", standalone_mode=False)
+    except no_args as exc:  # a bare `traceparse`: the help (typer's rich help is already printed)
+        if exc.format_message().strip():  # type: ignore[attr-defined]
+            exc.show()  # type: ignore[attr-defined]
+        code = int(ExitCode.USAGE)
+    except usage as exc:  # bad option or value, missing argument, unknown command
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _say(f"{exc.format_message()}{hint}")  # type: ignore[attr-defined]
+        code = int(getattr(exc, "exit_code", ExitCode.USAGE))
+    except abort:
+        _say("interrupted")
+        code = 130
+    except Exception as exc:  # escaped guarded(): still one line, the traceback on request
+        if _debug():
+            traceback.print_exc()
+        _say(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)")
+        code = int(ExitCode.INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     NOT_A_TRACE = 3  # readable, but not a torch.profiler / Chrome trace
     UNREADABLE = 4  # missing, empty, truncated or corrupt file
     RUNTIME = 5  # capture failed while running the model
+    UNWRITABLE = 6  # the output (-o) could not be written
 
 
 class TraceparseError(Exception):
@@ -39,3 +40,8 @@ class UnreadableError(TraceparseError):
 class UsageError(TraceparseError):
     def __init__(self, message: str) -> None:
         super().__init__(message, ExitCode.USAGE)
+
+
+class OutputError(TraceparseError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitCode.UNWRITABLE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -45,6 +46,10 @@ class Forest:
 
     def levels(self) -> list[np.ndarray]:
         """Positions grouped by depth, shallowest first (for top-down propagation)."""
+        return self._levels
+
+    @cached_property
+    def _levels(self) -> list[np.ndarray]:  # every propagate() needs them: sort once, not each time
         if not len(self):
             return []
         order = np.argsort(self.depth, kind="stable")
@@ -74,12 +79,13 @@ def build_forest(ev: Events) -> Forest:
         return Forest(empty, empty, empty, np.empty(0), np.empty(0))
     start = ev.ts[rows]
     dur = np.maximum(ev.dur[rows], 0.0)
-    # Sort by thread, then start, then longer first (a parent before its children).
-    order = np.lexsort((-dur, start, ev.tid[rows], ev.pid[rows]))
-    rows, start, dur = rows[order], start[order], dur[order]
+    # Sort by thread, then start, then longer first (a parent before its children). Thread ids
+    # are numbered in (pid, tid) order, so three sort keys do what (pid, tid, start, -dur) did.
+    thread = _thread_ids(ev.pid[rows], ev.tid[rows])
+    order = np.lexsort((-dur, start, thread))
+    rows, start, dur, thread = rows[order], start[order], dur[order], thread[order]
     end = start + dur
     n = rows.size
-    thread = _thread_ids(ev.pid[rows], ev.tid[rows])
 
     # Points: every start and end. At equal times, ends of non-empty intervals close first
     # (touching intervals are siblings), then starts (outer first), then ends of empty intervals
@@ -92,7 +98,8 @@ def build_forest(ev: Events) -> Forest:
     pt_tie = np.concatenate([pos, -pos])
     pt_is_start = np.concatenate([np.ones(n, bool), np.zeros(n, bool)])
     pt_interval = np.concatenate([pos, pos])
-    porder = np.lexsort((pt_tie, pt_class, pt_time, pt_thread))
+    # (class, tie) as one key: one stable sort pass fewer over the 2n points.
+    porder = np.lexsort((pt_class.astype(np.int64) * (2 * n + 1) + (pt_tie + n), pt_time, pt_thread))
     step = np.where(pt_is_start[porder], 1, -1)
     level_before = np.cumsum(step) - step  # open intervals just before each point
     starts_mask = pt_is_start[porder]
@@ -127,8 +134,11 @@ def build_forest(ev: Events) -> Forest:
 
 
 def _thread_ids(pid: np.ndarray, tid: np.ndarray) -> np.ndarray:
-    pairs = np.stack([pid, tid], axis=1)
-    _, inverse = np.unique(pairs, axis=0, return_inverse=True)
+    """Dense id of each (pid, tid) pair, numbered in (pid, tid) order. Three 1-D uniques: a
+    2-D `np.unique(axis=0)` sorts rows as bytes and takes seconds on a million events."""
+    _, p = np.unique(pid, return_inverse=True)
+    tids, t = np.unique(tid, return_inverse=True)
+    _, inverse = np.unique(p.reshape(-1).astype(np.int64) * tids.size + t.reshape(-1), return_inverse=True)
     return inverse.reshape(-1)
 
 
@@ -184,6 +194,18 @@ def find_steps(ev: Events, forest: Forest) -> tuple[list[Step], int]:
     # the profiler stopped mid-step. Keep only steps that closed.
     last_event = float(np.max(ev.ts + ev.dur)) if len(ev) else 0.0
     complete = [s for s in steps if s.end > s.start and s.end <= last_event + 1e-3]
+    # When the loop ends inside the schedule's active window (or breaks mid-iteration), stopping
+    # the profiler closes the open ProfilerStep: the last step holds part of an iteration, often
+    # nothing, and averaging it in would dilute every per-step number. It is dropped when it
+    # holds under half the CPU ops of the median step before it.
+    if len(complete) >= 2:
+        op_ts = np.sort(ev.ts[ev.kind == CPU_OP])
+
+        def ops_in(s: Step) -> int:
+            return int(np.searchsorted(op_ts, s.end, "right") - np.searchsorted(op_ts, s.start, "left"))
+
+        if ops_in(complete[-1]) < 0.5 * float(np.median([ops_in(s) for s in complete[:-1]])):
+            complete = complete[:-1]
     return complete, len(steps) - len(complete)
 
 
@@ -234,8 +256,10 @@ def build_index(ev: Events) -> Index:
     launch = _link_launches(ev, forest, gpu_rows, pos_of_row)
 
     is_op = ev.kind[forest.rows] == CPU_OP
-    nearest_op = forest.propagate(np.arange(len(forest)), is_op)
-    op = np.where(launch >= 0, nearest_op[np.where(launch >= 0, launch, 0)], -1)
+    # Per-position arrays get one pad entry, read at position -1 ("none"): a GPU-only trace
+    # (activities=[CUDA]) has no CPU intervals at all, and index 0 would not exist.
+    nearest_op = np.append(forest.propagate(np.arange(len(forest)), is_op), -1)
+    op = nearest_op[np.where(launch >= 0, launch, -1)]
     missing = op < 0
     if missing.any():
         op[missing] = _link_ops_by_external_id(ev, forest, gpu_rows[missing])
@@ -243,8 +267,9 @@ def build_index(ev: Events) -> Index:
     steps, incomplete = find_steps(ev, forest)
     # A GPU item belongs to the step during which it was launched (backward kernels launched
     # from autograd's thread too); unlaunched items go by their own start.
-    when = np.where(launch >= 0, forest.start[np.where(launch >= 0, launch, 0)], ev.ts[gpu_rows])
-    when = np.where((launch < 0) & (op >= 0), forest.start[np.where(op >= 0, op, 0)], when)
+    start = np.append(forest.start, np.nan)
+    when = np.where(launch >= 0, start[np.where(launch >= 0, launch, -1)], ev.ts[gpu_rows])
+    when = np.where((launch < 0) & (op >= 0), start[np.where(op >= 0, op, -1)], when)
     step_of = _step_of(when, steps)
     return Index(
         events=ev,

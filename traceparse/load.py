@@ -9,9 +9,11 @@ million-event file cheaper to analyze than to `json.loads`.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,20 +47,23 @@ NO_ID = -1
 _EMPTY = msgspec.Raw()
 
 
+# Args are optional annotations whose types differ between exporters (ROCm writes "bytes": "4096"
+# and "stream": "0x7f…" as strings), so they decode as any JSON value and are parsed leniently
+# (_as_int, _as_float): an odd value is ignored, never fatal. The event's own fields stay typed.
 class _Args(msgspec.Struct, gc=False):
-    external_id: int | str | None = msgspec.field(default=None, name="External id")
-    correlation: int | str | None = None
+    external_id: Any = msgspec.field(default=None, name="External id")
+    correlation: Any = None
     input_dims: msgspec.Raw = msgspec.field(default=_EMPTY, name="Input Dims")
     input_type: msgspec.Raw = msgspec.field(default=_EMPTY, name="Input type")
     concrete: msgspec.Raw = msgspec.field(default=_EMPTY, name="Concrete Inputs")
-    seq: int | str | None = msgspec.field(default=None, name="Sequence number")
-    fwd_tid: int | str | None = msgspec.field(default=None, name="Fwd thread id")
-    stream: int | str | None = None
-    device: int | str | None = None
-    py_id: int | str | None = msgspec.field(default=None, name="Python id")
-    py_parent: int | str | None = msgspec.field(default=None, name="Python parent id")
-    nbytes: int | float | None = msgspec.field(default=None, name="bytes")
-    name: str | None = None  # thread/process names of "M" events
+    seq: Any = msgspec.field(default=None, name="Sequence number")
+    fwd_tid: Any = msgspec.field(default=None, name="Fwd thread id")
+    stream: Any = None
+    device: Any = None
+    py_id: Any = msgspec.field(default=None, name="Python id")
+    py_parent: Any = msgspec.field(default=None, name="Python parent id")
+    nbytes: Any = msgspec.field(default=None, name="bytes")
+    name: Any = None  # thread/process names of "M" events
 
 
 class _Event(msgspec.Struct, gc=False):
@@ -67,19 +72,21 @@ class _Event(msgspec.Struct, gc=False):
     name: str | None = None
     pid: int | str | None = None
     tid: int | str | None = None
-    ts: float | None = None
-    dur: float | None = None
+    ts: int | float | None = None  # int kept exact: ns epoch timestamps exceed float64's 2**53
+    dur: int | float | None = None
     id: int | str | None = None
     args: _Args | None = None
 
 
 class _Trace(msgspec.Struct, gc=False):
     traceEvents: list[_Event]
-    deviceProperties: list[dict[str, Any]] | None = None
-    distributedInfo: dict[str, Any] | None = None
-    traceparse: dict[str, Any] | None = None
-    schemaVersion: int | None = None
-    displayTimeUnit: str | None = None
+    # Top-level extras: any JSON value; load_trace keeps those of the expected type.
+    deviceProperties: Any = None
+    distributedInfo: Any = None
+    traceparse: Any = None
+    schemaVersion: Any = None
+    displayTimeUnit: Any = None
+    baseTimeNanoseconds: Any = None
 
 
 _TRACE_DECODER = msgspec.json.Decoder(_Trace)
@@ -129,18 +136,19 @@ class Trace:
     device_properties: list[dict[str, Any]]
     distributed_info: dict[str, Any]
     source_format: str  # "object" or "array" (Chrome's JSON-array form)
-    dropped_events: int  # events skipped for lacking ts/dur or a usable phase
+    dropped_events: int  # complete events skipped for a missing or out-of-range ts/dur
+    notes: tuple[str, ...] = ()  # what loading repaired or ignored (ns timestamps, bad metadata…)
 
 
 def _read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise UnreadableError(f"{path}: no such file")
-    if path.is_dir():
-        path = find_trace_in_dir(path)
     try:
+        if path.is_dir():
+            path = find_trace_in_dir(path)
         data = path.read_bytes()
     except OSError as exc:
-        raise UnreadableError(f"{path}: cannot read ({exc.strerror})") from None
+        raise UnreadableError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if not data:
         raise UnreadableError(f"{path}: empty file")
     # Decompress by magic bytes, not by name: renamed and double-gzipped files are common.
@@ -151,6 +159,8 @@ def _read_bytes(path: Path) -> bytes:
             data = gzip.decompress(data)
         except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
             raise UnreadableError(f"{path}: corrupt or truncated gzip ({exc})") from None
+    if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (Windows editors)
+        data = data[3:]
     if not data.strip():
         raise UnreadableError(f"{path}: empty trace")
     return data
@@ -173,10 +183,12 @@ def find_trace_in_dir(directory: Path) -> Path:
 
 
 def _decode(data: bytes, path: Path) -> tuple[_Trace, str]:
+    """The trace and its form: "object", "array" or "array-unclosed"."""
     head = data.lstrip()[:1]
     try:
         if head == b"[":
-            return _Trace(traceEvents=_ARRAY_DECODER.decode(data)), "array"
+            events, closed = _decode_array(data)
+            return _Trace(traceEvents=events), "array" if closed else "array-unclosed"
         if head != b"{":
             raise NotATraceError(f"{path}: not a JSON trace (starts with {data[:8]!r})")
         return _TRACE_DECODER.decode(data), "object"
@@ -192,6 +204,24 @@ def _decode(data: bytes, path: Path) -> tuple[_Trace, str]:
         if head not in (b"{", b"["):
             raise NotATraceError(f"{path}: not a JSON trace") from None
         raise UnreadableError(f"{path}: malformed JSON: {msg}") from None
+    except UnicodeDecodeError:
+        raise UnreadableError(f"{path}: text that is not valid UTF-8: corrupt file?") from None
+
+
+def _decode_array(data: bytes) -> tuple[list[_Event], bool]:
+    """Chrome's JSON-array form, and whether it was closed: the format makes the closing
+    bracket optional (a tracer may be killed mid-run)."""
+    try:
+        return _ARRAY_DECODER.decode(data), True
+    except msgspec.DecodeError as exc:
+        body = data.rstrip()
+        if "truncated" not in str(exc).lower() or not body.endswith((b"}", b"},")):
+            raise
+        # Only the bracket may be missing: close it; an event cut in half stays "truncated".
+        try:
+            return _ARRAY_DECODER.decode(body.rstrip(b",") + b"]"), False
+        except msgspec.DecodeError:
+            raise exc from None
 
 
 class _Interner:
@@ -203,7 +233,7 @@ class _Interner:
     def __call__(self, value: Any) -> int:
         if value is None:
             return NO_ID
-        if isinstance(value, int):
+        if isinstance(value, int) and _INT64_MIN < value <= _INT64_MAX:
             return value
         got = self.index.get(value)
         if got is None:
@@ -212,15 +242,30 @@ class _Interner:
         return got
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _as_int(value: Any) -> int:
-    if value is None:
+    """An id from any JSON value: ints, integral floats, decimal or 0x-hex strings; else NO_ID."""
+    if value is None or isinstance(value, bool):
         return NO_ID
-    if isinstance(value, int):
-        return value
+    if not isinstance(value, int):
+        try:
+            value = int(value, 0) if isinstance(value, str) else int(value)
+        except (TypeError, ValueError, OverflowError):
+            return NO_ID
+    return value if _INT64_MIN < value <= _INT64_MAX else NO_ID
+
+
+def _as_float(value: Any) -> float:
+    """A byte count from any JSON value (ROCm writes "bytes": "4096"); 0.0 when unusable."""
+    if isinstance(value, bool):
+        return 0.0
     try:
-        return int(value, 0) if isinstance(value, str) else int(value)
-    except (TypeError, ValueError):
-        return NO_ID
+        out = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return out if math.isfinite(out) else 0.0
 
 
 def _columns(raw: list[_Event]) -> tuple[Events, int]:
@@ -303,7 +348,7 @@ def _columns(raw: list[_Event]) -> tuple[Events, int]:
             cols["stream"][i] = _as_int(a.stream)
             cols["device"][i] = _as_int(a.device)
             if a.nbytes is not None:
-                nbytes[i] = float(a.nbytes)
+                nbytes[i] = _as_float(a.nbytes)
         elif k == PYTHON_FUNCTION:
             cols["py_id"][i] = _as_int(a.py_id)
             cols["py_parent"][i] = _as_int(a.py_parent)
@@ -339,23 +384,184 @@ def _columns(raw: list[_Event]) -> tuple[Events, int]:
     return events, dropped
 
 
-def load_trace(path: str | os.PathLike[str]) -> Trace:
-    """Read a Kineto/Chrome trace (.json or .json.gz, object or array form) into columns."""
+# ---- units, ranges and metadata: what a well-formed but unusual trace needs ----------------------
+
+_NS_MAGNITUDE = 1e17  # a µs timestamp this large would be after the year 5000: it is ns
+MAX_ABS_TS_US = 1e17  # beyond: garbage, not a clock (dropped, counted)
+MAX_DUR_US = 1e14  # ~3 years
+
+
+def _ns_offset(raw: list[_Event], display_unit: Any, base_ns: Any) -> int | None:
+    """None when ts/dur are µs (the Chrome format's unit); else the integer offset (ns) to subtract
+    before dividing by 1000. Nanoseconds are recognised on a sample of complete events, by
+    magnitude (the median timestamp is an epoch in ns, like baseTimeNanoseconds) or by
+    displayTimeUnit "ns" together with ns-sized durations (median ≥ 1000, i.e. ≥ 1 µs in ns)."""
+    stride = max(1, len(raw) // 4096)
+    ts: list[int | float] = []
+    durs: list[int | float] = []
+    for e in raw[::stride]:
+        if e.ph == "X" and e.ts is not None and e.dur is not None:
+            ts.append(e.ts)
+            if e.dur > 0:
+                durs.append(e.dur)
+    if not ts:
+        return None
+    ts.sort()
+    median_ts = ts[len(ts) // 2]
+    if abs(median_ts) > _NS_MAGNITUDE:
+        base_ok = isinstance(base_ns, int) and not isinstance(base_ns, bool)
+        if base_ok and abs(median_ts - base_ns) < _NS_MAGNITUDE:
+            return int(base_ns)
+        return int(ts[0])
+    if display_unit == "ns" and durs:
+        durs.sort()
+        if durs[len(durs) // 2] >= 1000:
+            return 0
+    return None
+
+
+def _ns_to_us(raw: list[_Event], offset: int) -> None:
+    for e in raw:
+        if e.ts is not None:
+            e.ts = (e.ts - offset) / 1000
+        if e.dur is not None:
+            e.dur = e.dur / 1000
+
+
+def _select_rows(ev: Events, rows: np.ndarray) -> Events:
+    """The events at `rows` (sorted), every column and row-keyed dict remapped."""
+    n = len(ev)
+    remap = {int(old): new for new, old in enumerate(rows)}
+    out: dict[str, Any] = {}
+    for f in fields(Events):
+        value = getattr(ev, f.name)
+        if isinstance(value, np.ndarray) and value.shape[:1] == (n,):
+            out[f.name] = value[rows]
+        elif isinstance(value, dict):
+            out[f.name] = {remap[i]: v for i, v in value.items() if i in remap}
+        else:
+            out[f.name] = value
+    return Events(**out)
+
+
+def _sane_times(ev: Events) -> tuple[Events, int]:
+    """Negative durations become 0 (as Kineto does); events whose ts/dur cannot be a clock
+    reading (beyond ±1e17 µs, or lasting years) are dropped and counted."""
+    np.maximum(ev.dur, 0.0, out=ev.dur)
+    ok = (np.abs(ev.ts) <= MAX_ABS_TS_US) & (ev.dur <= MAX_DUR_US)
+    if ok.all():
+        return ev, 0
+    return _select_rows(ev, np.flatnonzero(ok)), int((~ok).sum())
+
+
+# Metadata keys that the report reads, with the type it needs; a key of another type is
+# dropped with a note (a hand-edited or foreign "traceparse" key must not crash the report).
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "config": dict,
+    "timing": dict,
+    "device": dict,
+    "modules": list,
+    "model_id": str,
+    "model_class": str,
+    "mode": str,
+    "dtype": str,
+    "blocks_container": str,
+    "seq_len": int,
+    "batch_size": int,
+    "new_tokens": int,
+    "params": int,
+    "params_linear": int,
+}
+
+
+_TIMING_NUMBERS = ("forward_ms_uninstrumented", "forward_ms_scopes", "step_ms_uninstrumented")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _clean_metadata(raw: Any) -> tuple[dict[str, Any], list[str]]:
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, dict):
+        return {}, ["The trace's 'traceparse' metadata is not a JSON object: ignored."]
+    meta = dict(raw)
+    bad = []
+    for key, want in _META_TYPES.items():
+        v = meta.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, want)):
+            bad.append(key)
+            del meta[key]
+    if isinstance(meta.get("timing"), dict):
+        timing = dict(meta["timing"])
+        for key in [k for k in _TIMING_NUMBERS if timing.get(k) is not None and not _is_number(timing[k])]:
+            bad.append(f"timing.{key}")
+            del timing[key]
+        meta["timing"] = timing
+    if isinstance(meta.get("device"), dict) and not isinstance(meta["device"].get("name", ""), str):
+        bad.append("device.name")
+        meta["device"] = {k: v for k, v in meta["device"].items() if k != "name"}
+    if isinstance(meta.get("modules"), list):
+        rows = []
+        for row in meta["modules"]:
+            if not isinstance(row, dict):
+                continue
+            row = dict(row)
+            for key in ("block", "params"):
+                if row.get(key) is not None and not (isinstance(row[key], int) and not isinstance(row[key], bool)):
+                    del row[key]
+            rows.append(row)
+        if len(rows) != len(meta["modules"]) or rows != meta["modules"]:
+            bad.append("modules[]")
+        meta["modules"] = rows
+    notes = [f"Metadata with unexpected types was ignored: {', '.join(bad)}."] if bad else []
+    return meta, notes
+
+
+def load_trace(path: str | os.PathLike[str], progress: Callable[[int, int], None] | None = None) -> Trace:
+    """Read a Kineto/Chrome trace (.json or .json.gz, object or array form) into columns.
+
+    `progress(bytes_read, file_size)` is called as a large file streams in (fast path only)."""
+    from traceparse.stream import load_columns
+
     p = Path(path)
-    data = _read_bytes(p)
-    decoded, form = _decode(data, p)
-    del data
-    if not decoded.traceEvents:
+    try:
+        fast = load_columns(p, progress)  # Kineto's own layout, streamed; None: decode it whole here
+    except (OSError, EOFError, zlib.error):  # a damaged file: the full path reports it
+        fast = None
+    decoded, form = (fast[0], "object") if fast else _decode(_read_bytes(p), p)
+    notes: list[str] = []
+    if form == "array-unclosed":
+        form = "array"
+        notes.append("The JSON array had no closing bracket (allowed by the Chrome trace format).")
+    if not fast and not decoded.traceEvents:
         raise NotATraceError(f"{p}: the trace has no events")
-    events, dropped = _columns(decoded.traceEvents)
+    try:
+        offset = None if fast else _ns_offset(decoded.traceEvents, decoded.displayTimeUnit, decoded.baseTimeNanoseconds)
+        if offset is not None:
+            _ns_to_us(decoded.traceEvents, offset)
+            notes.append("Timestamps and durations were in nanoseconds: converted to microseconds.")
+        events, dropped = fast[1:] if fast else _columns(decoded.traceEvents)
+    except OverflowError:
+        raise NotATraceError(f"{p}: a timestamp or duration is out of range") from None
+    events, out_of_range = _sane_times(events)
+    dropped += out_of_range
     if len(events) == 0:
         raise NotATraceError(f"{p}: no complete ('X') events with ts and dur: nothing to analyze")
+    metadata, meta_notes = _clean_metadata(decoded.traceparse)
+    notes += meta_notes
+    cpu_side = (CPU_OP, USER_ANNOTATION, PYTHON_FUNCTION, RUNTIME)
+    if np.isin(events.kind, GPU_KINDS).any() and not np.isin(events.kind, cpu_side).any():
+        notes.append("GPU-only trace (no CPU events): kernels are not linked to operators, modules or steps.")
+    props = decoded.deviceProperties
     return Trace(
         path=str(p),
         events=events,
-        metadata=decoded.traceparse if isinstance(decoded.traceparse, dict) else {},
-        device_properties=[d for d in (decoded.deviceProperties or []) if isinstance(d, dict)],
-        distributed_info=decoded.distributedInfo or {},
+        metadata=metadata,
+        device_properties=[d for d in props if isinstance(d, dict)] if isinstance(props, list) else [],
+        distributed_info=decoded.distributedInfo if isinstance(decoded.distributedInfo, dict) else {},
         source_format=form,
         dropped_events=dropped,
+        notes=tuple(notes),
     )

@@ -8,9 +8,10 @@ Adding fields is compatible; renaming or removing one bumps the schema version.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported by the DataFrame views only: it costs ~0.3 s at startup
+    import pandas as pd
 
 SCHEMA = "traceparse.report/1"
 
@@ -141,22 +142,32 @@ class Report:
     # DataFrame views for the Python API.
     @property
     def blocks_df(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame([asdict(b) for b in self.blocks])
 
     @property
     def module_types_df(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame([asdict(t) for t in self.module_types])
 
     @property
     def slowest_modules_df(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame([asdict(m) for m in self.slowest_modules])
 
     @property
     def kernel_families_df(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             [{k: v for k, v in asdict(f).items() if k != "by_block_kind"} for f in self.kernel_families]
         )
 
     @property
     def phases_df(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame([{k: v for k, v in asdict(p).items() if k != "blocks"} for p in self.phases])

@@ -15,8 +15,9 @@ import numpy as np
 
 from traceparse.load import CPU_OP, PYTHON_FUNCTION, USER_ANNOTATION, Events
 
-TRACEPARSE_SCOPE = re.compile(r"^(?P<qual>[A-Za-z_][\w.\-]*) \((?P<cls>[A-Za-z_]\w*)\)$")
-STACK_SCOPE = re.compile(r"^nn\.Module: (?P<cls>[A-Za-z_]\w*?)_(?P<n>\d+)$")
+# Names are Python identifiers, so they may be non-ASCII: [^\W\d] is "a letter or _" in Unicode.
+TRACEPARSE_SCOPE = re.compile(r"^(?P<qual>[^\W\d][\w.\-]*) \((?P<cls>[^\W\d]\w*)\)$")
+STACK_SCOPE = re.compile(r"^nn\.Module: (?P<cls>[^\W\d]\w*?)_(?P<n>\d+)$")
 ROOT_QUAL = "model"
 
 # Phases, in the order the report lists them.
@@ -66,9 +67,10 @@ def classify_names(ev: Events) -> ScopeNames:
 
 
 def _kinds_by_name(ev: Events) -> dict[int, set[int]]:
-    pairs = np.unique(np.stack([ev.name.astype(np.int64), ev.kind.astype(np.int64)], axis=1), axis=0)
+    seen = np.zeros((len(ev.names), int(ev.kind.max()) + 1 if len(ev) else 1), bool)
+    seen[ev.name, ev.kind] = True  # a scatter, not a sort of a million (name, kind) pairs
     out: dict[int, set[int]] = {}
-    for name_id, kind in pairs:
+    for name_id, kind in zip(*np.nonzero(seen), strict=True):
         out.setdefault(int(name_id), set()).add(int(kind))
     return out
 

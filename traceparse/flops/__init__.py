@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -75,33 +76,37 @@ def count_flops(attr: Attribution, metadata: dict[str, Any], convention: Attenti
     above = np.where(parent >= 0, nearest_formula[np.where(parent >= 0, parent, 0)], -1)
     counted = np.flatnonzero(is_formula & (above < 0))
 
-    flops = np.zeros(counted.size)
-    kind = np.full(counted.size, -1, np.int8)
+    # A model repeats the same op on the same shapes in every layer and step: evaluate each
+    # distinct (op, shape arguments) once. The streamed loader shares one Raw per distinct value,
+    # so object identity is the key; the full loader's Raws are all distinct, so when identity
+    # finds few repeats the raw JSON bytes are the key instead.
+    rows = forest.rows[counted].tolist()
+    dims = list(map(ev.input_dims.get, rows))
+    concrete = list(map(ev.concrete_inputs.get, rows))
+    types = list(map(ev.input_types.get, rows))
+    name_ids = name_of_pos[counted].tolist()
+    keys: list[tuple[Any, ...]] = list(zip(name_ids, map(id, dims), map(id, concrete), map(id, types), strict=True))
+    if len(set(keys)) > max(1000, len(keys) // 4):
+        keys = list(zip(name_ids, map(_bytes, dims), map(_bytes, concrete), map(_bytes, types), strict=True))
+    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))  # key → its first op
+    seen = {
+        k: _count_one(names[k[0]], dims[j], concrete[j], types[j], convention) if dims[j] is not None else _UNKNOWN
+        for k, j in ((k, first[k]) for k in dict.fromkeys(keys))
+    }
+    got = list(map(seen.__getitem__, keys))
+    flops = np.fromiter(map(itemgetter(0), got), np.float64, len(got))
+    kind = np.fromiter(map(itemgetter(1), got), np.int8, len(got))
     gemm_dtypes: Counter[str] = Counter()
-    # A model repeats the same op on the same shapes in every layer and step: count each distinct
-    # (op, raw shape args) once. Keys are the raw JSON bytes, so nothing is decoded twice.
-    seen: dict[tuple[int, bytes, bytes, bytes], tuple[float, int, str | None]] = {}
-    dims_of, concrete_of, types_of = ev.input_dims.get, ev.concrete_inputs.get, ev.input_types.get
-    for j, (row, name_id) in enumerate(zip(forest.rows[counted].tolist(), name_of_pos[counted].tolist(), strict=True)):
-        raw = dims_of(row)
-        if raw is None:
-            continue
-        concrete, types = concrete_of(row), types_of(row)
-        key = (name_id, bytes(raw), _bytes(concrete), _bytes(types))
-        got = seen.get(key)
-        if got is None:
-            got = seen[key] = _count_one(names[name_id], raw, concrete, types, convention)
-        if got[1] < 0:
-            continue
-        flops[j], kind[j] = got[0], got[1]
-        if got[2]:
-            gemm_dtypes[got[2]] += int(got[0])
+    times = Counter(keys)
+    for k, (f, k_kind, dt) in seen.items():  # in order of first appearance, as Counter ties need
+        if k_kind >= 0 and dt:
+            gemm_dtypes[dt] += int(f) * times[k]
     ok = kind >= 0
     counted, flops, kind = counted[ok], flops[ok], kind[ok]
     call = attr.call_of_pos(counted) if counted.size else np.empty(0, np.int64)
     phase = attr.phase_of_pos[counted]
     step = attr.step_of_time(forest.start[counted])
-    op_name = np.array([names[int(name_of_pos[p])] for p in counted], dtype=object)
+    op_name = np.array([*names, ""], dtype=object)[name_of_pos[counted]]
     analytic = np.zeros(counted.size, bool)
 
     # Mamba2 mixers: analytic scan + conv FLOPs replace their own non-elementwise op FLOPs.
@@ -158,6 +163,9 @@ def count_flops(attr: Attribution, metadata: dict[str, Any], convention: Attenti
     )
 
 
+_UNKNOWN: tuple[float, int, str | None] = (0.0, -1, None)
+
+
 def _bytes(raw: Any) -> bytes:
     return b"" if raw is None else bytes(raw)
 
@@ -182,7 +190,7 @@ def _safe(raw: Any) -> list[Any]:
         return []
     try:
         out = _decode.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):  # shape args are decoded lazily: not yet validated
         return []
     return out if isinstance(out, list) else []
 

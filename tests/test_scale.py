@@ -1,0 +1,346 @@
+"""Issue #7, fast at scale: the streamed loader gives exactly what the full decoder gives, the
+benchmark's replicated traces stay valid, and the vectorized stages agree with plain algorithms."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import H200, NEMOTRON_8L_TRAIN, QWEN_TRAIN, USER_STACK, USER_TRAIN
+from traceparse import load as L
+from traceparse import stream
+from traceparse.index import _thread_ids, build_forest
+
+FIXTURES = sorted(H200.glob("*.pt.trace.json.gz"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_analyze", ROOT / "scripts" / "bench_analyze.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_analyze"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _full(path: Path) -> tuple[L._Trace, L.Events, int]:
+    decoded, _ = L._decode(L._read_bytes(path), path)
+    events, dropped = L._columns(decoded.traceEvents)
+    return decoded, events, dropped
+
+
+def assert_same_events(a: L.Events, b: L.Events) -> None:
+    for f in fields(L.Events):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert x.dtype == y.dtype, f.name
+            np.testing.assert_array_equal(x, y, err_msg=f.name)
+        elif isinstance(x, dict):
+            assert x.keys() == y.keys(), f.name
+            assert all(bytes(x[k]) == bytes(y[k]) for k in x), f.name
+        else:
+            assert x == y, f.name
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.name.split(".pt.")[0])
+def test_streamed_columns_are_those_of_the_full_decoder(path: Path) -> None:
+    fast = stream.load_columns(path)
+    assert fast is not None, "the fast path should take every Kineto fixture"
+    top, events, dropped = fast
+    decoded, ref, ref_dropped = _full(path)
+    assert_same_events(events, ref)
+    assert dropped == ref_dropped
+    assert top.traceparse == decoded.traceparse
+    assert top.deviceProperties == decoded.deviceProperties
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four back-to-back copies of a training trace (fwdbwd flows, sequence numbers), ~20 MB."""
+    bench = _bench()
+    out = tmp_path_factory.mktemp("scale") / "qwen-x4.pt.trace.json"
+    bench.write_trace(bench.load_template(QWEN_TRAIN), 4, out)
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("gz", [False, True])
+def test_small_blocks_workers_and_gzip_do_not_change_the_columns(replicated: Path, workers: int, gz: bool) -> None:
+    path = replicated
+    if gz:
+        path = replicated.with_suffix(".json.gz")
+        if not path.exists():
+            path.write_bytes(gzip.compress(replicated.read_bytes(), 1))
+    fast = stream.load_columns(path, block=256 << 10, n_workers=workers)  # dozens of blocks
+    assert fast is not None
+    _, ref, ref_dropped = _full(replicated)
+    assert_same_events(fast[1], ref)
+    assert fast[2] == ref_dropped
+
+
+def test_progress_reports_bytes_up_to_the_file_size(replicated: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    assert stream.load_columns(replicated, lambda done, total: seen.append((done, total)), block=1 << 20) is not None
+    assert len(seen) > 3
+    assert seen[-1] == (replicated.stat().st_size, replicated.stat().st_size)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def _kineto(events: list[dict], **top: object) -> bytes:
+    """Kineto's layout: one event per `\\n  {` block."""
+    body = ",\n".join("  " + json.dumps(e, indent=None) for e in events)
+    head = "".join(f'  "{k}": {json.dumps(v)},\n' for k, v in top.items())
+    return ("{\n" + head + '  "traceEvents": [\n' + body + "\n  ],\n" + '  "traceName": "x"\n}').encode()
+
+
+BASE = [
+    {"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#1", "pid": 1, "tid": 1, "ts": 0.0, "dur": 100.0},
+    {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "pid": 1, "tid": 1, "ts": 1.0, "dur": 10.0,
+     "args": {"External id": 7, "Input Dims": [[2, 3], [3, 4]], "Input type": ["float", "float"],
+              "Sequence number": 3}},
+    {"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1, "tid": 1, "ts": 2.0, "dur": 1.0,
+     "args": {"correlation": 9, "External id": 7}},
+    {"ph": "s", "cat": "ac2g", "name": "ac2g", "id": 9, "pid": 1, "tid": 1, "ts": 2.0},
+    {"ph": "X", "cat": "kernel", "name": "gemm_kernel", "pid": 0, "tid": 7, "ts": 5.0, "dur": 3.0,
+     "args": {"correlation": 9, "External id": 7, "stream": 7, "device": 0}},
+    {"ph": "f", "cat": "ac2g", "name": "ac2g", "id": 9, "pid": 0, "tid": 7, "ts": 5.0, "bp": "e"},
+    {"ph": "X", "cat": "gpu_memcpy", "name": "Memcpy", "pid": 0, "tid": 7, "ts": 9.0, "dur": 1.0,
+     "args": {"bytes": 4096, "stream": 7}},
+    {"ph": "M", "name": "process_name", "pid": 1, "tid": 0, "args": {"name": "python"}},
+    {"ph": "X", "cat": "Trace", "name": "PyTorch Profiler (0)", "pid": "Spans", "tid": "PyTorch Profiler",
+     "ts": 0.0, "dur": 120.0},
+    {"ph": "i", "s": "g", "name": "Record Window End", "pid": "", "tid": "", "ts": 120.0},
+]  # fmt: skip
+
+
+def _variant(change: str) -> tuple[bytes, bool]:
+    """(trace bytes, whether the fast path must take it) for one unusual but valid input."""
+    events = json.loads(json.dumps(BASE))
+    if change == "plain":
+        return _kineto(events, schemaVersion=1), True
+    if change == "keys after the events":  # a "]" in the top-level keys that follow the events
+        return _kineto(events)[:-2] + b',\n  "deviceProperties": [{"name": "X]"}]\n}', True
+    if change == "null fields":
+        events[1]["args"]["Python parent id"] = None
+        events[2]["pid"] = None
+        events[1]["args"]["Sequence number"] = None
+        return _kineto(events), True
+    if change == "missing ts and dur":
+        del events[1]["dur"]
+        del events[3]["ts"]
+        return _kineto(events), True
+    if change == "string External id":
+        events[1]["args"]["External id"] = "0x7"
+        return _kineto(events), False
+    if change == "huge id":
+        events[4]["args"]["correlation"] = 2**70
+        return _kineto(events), False
+    if change == "unknown phase":
+        events.append({"ph": "Z", "name": "z", "pid": 1, "tid": 1, "ts": 1.0})
+        return _kineto(events), False
+    if change == "nanoseconds":
+        for e in events:
+            for k in ("ts", "dur"):
+                if isinstance(e.get(k), float):
+                    e[k] = int(e[k] * 1000) + 1_790_000_000_000_000_000
+        return _kineto(events, displayTimeUnit="ns"), False
+    if change == "array form":
+        return json.dumps(events).encode(), False
+    if change == "minified":
+        return json.dumps({"traceEvents": events}, separators=(",", ":")).encode(), False
+    if change == "byte-order mark":
+        return b"\xef\xbb\xbf" + _kineto(events), False
+    raise AssertionError(change)
+
+
+VARIANTS = [
+    "plain",
+    "keys after the events",
+    "null fields",
+    "missing ts and dur",
+    "string External id",
+    "huge id",
+    "unknown phase",
+    "nanoseconds",
+    "array form",
+    "minified",
+    "byte-order mark",
+]
+
+
+@pytest.mark.parametrize("change", VARIANTS)
+def test_unusual_inputs_load_as_the_full_path_loads_them(tmp_path: Path, change: str, monkeypatch) -> None:
+    data, fast_ok = _variant(change)
+    path = tmp_path / "t.json"
+    path.write_bytes(data)
+    fast = stream.load_columns(path)
+    if fast_ok:
+        assert fast is not None
+    elif change not in ("minified",):  # minified may go either way; the result may not differ
+        assert fast is None
+    got = L.load_trace(path)
+    monkeypatch.setattr(stream, "load_columns", lambda *a, **k: None)
+    ref = L.load_trace(path)
+    assert_same_events(got.events, ref.events)
+    assert (got.dropped_events, got.notes, got.metadata, got.device_properties) == (
+        ref.dropped_events,
+        ref.notes,
+        ref.metadata,
+        ref.device_properties,
+    )
+
+
+@pytest.mark.parametrize("path", [QWEN_TRAIN, USER_STACK, USER_TRAIN], ids=lambda p: p.name.split(".pt.")[0])
+def test_reports_from_both_loaders_are_identical(path: Path, monkeypatch) -> None:
+    """Also covers count_flops keyed by Raw identity (shared Raws) vs by raw bytes (full path)."""
+    from traceparse.api import run_pipeline
+
+    fast = run_pipeline(path).report.to_dict()
+    monkeypatch.setattr(stream, "load_columns", lambda *a, **k: None)
+    assert run_pipeline(path).report.to_dict() == fast
+
+
+def test_replicated_traces_are_valid_copies_of_the_fixture(tmp_path: Path) -> None:
+    """The benchmark's traces: N copies give N times the steps and the same per-step report."""
+    from traceparse.api import run_pipeline
+
+    bench = _bench()
+    out = tmp_path / "x3.pt.trace.json"
+    template = bench.load_template(NEMOTRON_8L_TRAIN)
+    n = bench.write_trace(template, 3, out)
+    one, three = run_pipeline(NEMOTRON_8L_TRAIN).report, run_pipeline(out).report
+    original = len(json.loads(gzip.decompress(NEMOTRON_8L_TRAIN.read_bytes()))["traceEvents"])
+    assert template.events_per_copy + len(template.once) == original
+    assert n == 3 * template.events_per_copy + len(template.once)
+    assert len(json.loads(out.read_bytes())["traceEvents"]) == n
+    assert three.general.steps == 3 * one.general.steps
+    assert three.general.kernel_ms == pytest.approx(one.general.kernel_ms, rel=1e-12)
+    assert [b.gpu_ms for b in three.blocks] == pytest.approx([b.gpu_ms for b in one.blocks], rel=1e-12)
+    assert [p.kernel_ms for p in three.phases] == pytest.approx([p.kernel_ms for p in one.phases], rel=1e-12)
+
+
+def _nested(seed: int) -> list[tuple[int, float, float]]:
+    """Strictly nested intervals on a few threads (distinct starts, no touching): (thread, start, dur)."""
+    rng = np.random.default_rng(seed)
+    out: list[tuple[int, float, float]] = []
+
+    def fill(thread: int, lo: float, hi: float, depth: int) -> None:
+        k = int(rng.integers(0, 4)) if depth < 5 else 0
+        if k == 0 or hi - lo < 8:
+            return
+        cuts = np.sort(rng.choice(np.arange(int(lo) + 1, int(hi)), size=2 * k, replace=False)).astype(float)
+        for a, b in zip(cuts[::2], cuts[1::2], strict=True):
+            out.append((thread, a, b - a))
+            fill(thread, a, b, depth + 1)
+
+    for thread in range(int(rng.integers(1, 4))):
+        fill(thread, 0.0, 10_000.0, 0)
+    rng.shuffle(out)  # events come in any order
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_forest_parents_are_the_innermost_containers(seed: int) -> None:
+    intervals = _nested(seed)
+    n = len(intervals)
+    ev = L.Events(
+        kind=np.full(n, L.CPU_OP, np.uint8),
+        name=np.zeros(n, np.int32),
+        names=("op",),
+        ts=np.array([s for _, s, _ in intervals], float),
+        dur=np.array([d for _, _, d in intervals], float),
+        pid=np.ones(n, np.int64),
+        tid=np.array([t for t, _, _ in intervals], np.int64),
+        **{k: np.full(n, -1, np.int64) for k in L_INT},
+        flow_cat=np.zeros(n, np.int8),
+        nbytes=np.zeros(n),
+        input_dims={},
+        input_types={},
+        concrete_inputs={},
+    )
+    forest = build_forest(ev)
+    got = {int(r): (int(forest.rows[p]) if p >= 0 else -1) for r, p in zip(forest.rows, forest.parent, strict=True)}
+    for i, (t, s, d) in enumerate(intervals):
+        around = [j for j, (u, a, e) in enumerate(intervals) if u == t and a < s and a + e > s + d]
+        assert got[i] == (min(around, key=lambda j: intervals[j][2]) if around else -1)
+
+
+L_INT = ("external_id", "correlation", "seq", "fwd_tid", "stream", "device", "py_id", "py_parent", "flow_id")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([-5, -2, 0, 3, 749, 2**40]), st.sampled_from([-7, 1, 591, 2**50])), max_size=60)
+)
+def test_thread_ids_number_pairs_in_pid_tid_order(pairs: list[tuple[int, int]]) -> None:
+    pid = np.array([p for p, _ in pairs], np.int64)
+    tid = np.array([t for _, t in pairs], np.int64)
+    if not pairs:
+        return
+    ref = np.unique(np.stack([pid, tid], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+    np.testing.assert_array_equal(_thread_ids(pid, tid), ref)
+
+
+def test_progress_shows_only_after_the_delay_and_only_when_asked() -> None:
+    from rich.console import Console
+
+    from traceparse.progress import Progress
+
+    out = io.StringIO()
+    with Progress(console=Console(file=out, force_terminal=True, width=80), delay=0.0) as p:
+        p("reading", 0.5)
+        p("indexing", None)
+    assert p.shown and "indexing" in out.getvalue()
+    with Progress(console=Console(file=io.StringIO(), force_terminal=True), delay=60) as p:
+        p("reading", 0.5)
+    assert not p.shown
+    with Progress(enabled=False, console=Console(file=io.StringIO(), force_terminal=True), delay=0) as p:
+        p("reading", 0.5)
+    assert not p.shown
+
+
+def test_quiet_analyze_writes_nothing_on_stderr() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "traceparse", "analyze", "-f", "json", "--quiet", str(QWEN_TRAIN)],
+        capture_output=True,
+        check=True,
+    )
+    assert done.stderr == b""
+    assert json.loads(done.stdout)["general"]["steps"] == 2
+
+
+@pytest.mark.slow
+def test_a_million_events_within_the_memory_target(tmp_path: Path) -> None:
+    """~1M events: the whole analyze's peak RSS stays under 2.5x the JSON (bench: scripts/bench_analyze.py)."""
+    bench = _bench()
+    template = bench.load_template(bench.DEFAULT_FIXTURE)
+    path = tmp_path / "1M.pt.trace.json"
+    n = bench.write_trace(template, bench.copies_for(template, 1_000_000), path)
+    r = bench.run_child(
+        [sys.executable, "-m", "traceparse", "analyze", "-f", "json", "-q", str(path)], dict(os.environ)
+    )
+    assert r.ok and n > 900_000
+    assert r.rss_mb * 1e6 <= 2.5 * path.stat().st_size
+
+
+def test_raw_shape_arguments_are_shared_per_distinct_value() -> None:
+    fast = stream.load_columns(QWEN_TRAIN)
+    assert fast is not None
+    dims = fast[1].input_dims
+    assert len({id(r) for r in dims.values()}) < len(dims) / 10
+    assert all(isinstance(r, msgspec.Raw) for r in dims.values())

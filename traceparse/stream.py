@@ -1,0 +1,592 @@
+"""The fast path of stage 1: a Kineto trace streamed from disk into columns, block by block.
+
+`load_trace` tries this first. The file is cut into blocks of ~32 MiB of whole events; each is
+wrapped in brackets and decoded by msgspec into small structs with strict field types, which
+become numpy columns through C-level `map(attrgetter)` passes and value→code tables (no
+per-event Python statements). Only one block's structs exist at a time per process, and the
+shape arguments are kept once per distinct value, so peak memory is the columns, not the JSON
+text nor a Python object per event. An uncompressed file's blocks are shared with worker
+processes (one process per core in all, up to 4; TRACEPARSE_WORKERS=1 turns them off); a gzip
+is streamed through this process. Blocks are merged in file order, so ids come out as a
+sequential read numbers them.
+
+Cutting needs no JSON scanner: a JSON string cannot hold a raw newline, so Kineto's event
+separator `},\n  {` (the whitespace seen between `[` and the first event) occurs only between
+events; a cut anywhere else would leave a bracket open, which the decode of that block rejects
+(the first block starts at the first event, so by induction every accepted cut is real).
+
+Anything this path does not handle exactly like the full decoder (`load._decode` + `_columns`)
+makes it return None and `load_trace` starts over on the full path: the array form, a value
+of an unexpected type (string ids, huge ints, an unknown phase), nanosecond timestamps, a
+format without such separators, and every malformed file (so error messages stay those of
+the full path). Tests check that both paths give identical columns on every fixture.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import multiprocessing
+import os
+import re
+import threading
+import zlib
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import msgspec
+import numpy as np
+
+from traceparse import load as L
+from traceparse.errors import TraceparseError
+
+BLOCK = 32 << 20  # bytes of JSON decoded at a time
+MAX_WORKERS = 4
+_HEAD_LIMIT = 64 << 20  # a header (metadata before the events) larger than this: full path
+_KEY = re.compile(rb'"traceEvents"\s*:\s*\[([ \t\r\n]*)')
+_LAST = re.compile(rb"\}[ \t\r\n]*\]")
+_NAN = math.nan
+
+Progress = Callable[[int, int], None]  # (bytes read, total bytes) of the file on disk
+
+
+class _Bail(Exception):
+    """The full path must decide (an unusual but possibly valid trace, or a malformed one)."""
+
+
+class _Args(msgspec.Struct, gc=False, frozen=True):
+    external_id: int | None = msgspec.field(default=L.NO_ID, name="External id")
+    correlation: int | None = L.NO_ID
+    input_dims: msgspec.Raw = msgspec.field(default=L._EMPTY, name="Input Dims")
+    input_type: msgspec.Raw = msgspec.field(default=L._EMPTY, name="Input type")
+    concrete: msgspec.Raw = msgspec.field(default=L._EMPTY, name="Concrete Inputs")
+    seq: int | None = msgspec.field(default=L.NO_ID, name="Sequence number")
+    fwd_tid: int | None = msgspec.field(default=L.NO_ID, name="Fwd thread id")
+    stream: int | None = L.NO_ID
+    device: int | None = L.NO_ID
+    py_id: int | None = msgspec.field(default=L.NO_ID, name="Python id")
+    py_parent: int | None = msgspec.field(default=L.NO_ID, name="Python parent id")  # null at a root frame
+    nbytes: float | None = msgspec.field(default=0.0, name="bytes")
+
+
+_NO_ARGS = _Args()
+
+
+# Every phase of the Chrome trace format: decoded as shared objects, not a new string per event.
+# A phase outside this list fails validation, and the full path decodes the file.
+Phase = Literal[
+    "X", "B", "E", "i", "I", "C", "b", "n", "e", "s", "t", "f", "P", "O", "N", "D", "M", "R", "(", ")", "v", "V"
+]
+
+
+class _Event(msgspec.Struct, gc=False):
+    ph: Phase | None = None
+    cat: str | None = None
+    name: str | None = None
+    pid: int | str | None = None
+    tid: int | str | None = None
+    ts: float | None = None  # missing: NaN in the column
+    dur: float | None = None
+    id: int | None = None
+    args: _Args = _NO_ARGS
+
+
+_DECODER = msgspec.json.Decoder(list[_Event])
+_FIELDS = ("ph", "cat", "name", "pid", "tid", "ts", "dur", "id", "args")
+_G = {k: attrgetter(k) for k in (*_FIELDS, *(f"args.{f}" for f in _Args.__struct_fields__))}
+_A = {f: attrgetter(f) for f in _Args.__struct_fields__}
+_DIMS, _TYPES, _CONCRETE = _A["input_dims"], _A["input_type"], _A["concrete"]
+_NUL = b"\x00"
+_INT_COLS = ("external_id", "correlation", "seq", "fwd_tid", "stream", "device", "py_id", "py_parent", "flow_id")
+
+
+def _ints(get: Callable[[Any], Any], items: list[Any]) -> np.ndarray:
+    """int64 column of get(item) (ints or None: NO_ID); bails on an int outside int64, which the
+    full path treats as missing. fromiter over a map: no intermediate list."""
+    n = len(items)
+    try:
+        arr = np.fromiter(map(get, items), np.int64, n)
+    except TypeError:  # None among them
+        arr = np.fromiter((L.NO_ID if v is None else v for v in map(get, items)), np.int64, n)
+    except OverflowError:
+        raise _Bail from None
+    if n and arr.min() == np.iinfo(np.int64).min:
+        raise _Bail
+    return arr
+
+
+def _floats(get: Callable[[Any], Any], items: list[Any]) -> np.ndarray:
+    """float64 column of get(item) (floats or None: NaN)."""
+    try:
+        return np.fromiter(map(get, items), np.float64, len(items))
+    except TypeError:
+        return np.array(list(map(get, items)), np.float64)  # None becomes NaN
+
+
+def _take(items: list[Any], at: np.ndarray) -> list[Any]:
+    """[items[i] for i in at], by one C-level itemgetter call."""
+    if at.size > 1:
+        return list(itemgetter(*at.tolist())(items))
+    return [items[int(i)] for i in at]
+
+
+_PH_CODE = {"X": 1, "s": 2, "f": 3}
+
+
+def _cat_code(cat: str | None) -> int:
+    """The kind of an "X" event of this category (low 4 bits), and its flow category for "s"/"f"
+    events (high bits: 1 ac2g, 2 fwdbwd, 0 not a flow we keep)."""
+    kind = L._CATEGORY_KIND.get(cat, L.OTHER) if cat is not None else L.OTHER
+    return kind | (16 if cat == "ac2g" else 32 if cat == "fwdbwd" else 0)
+
+
+_PH_CODES: dict[Any, int] = {p: _PH_CODE.get(p, 0) for p in (None, *get_args(Phase))}
+_CAT_CODES: dict[Any, int] = {c: _cat_code(c) for c in (None, *L._CATEGORY_KIND, *L._FLOW_CATEGORIES)}
+
+
+_TABLES = ("name", "pid", "tid", "shape")
+
+
+@dataclass
+class _Tables:
+    """Value → code tables of one process, kept across the blocks it decodes: a name, pid or
+    shape seen in an earlier block is then one dict lookup inside a C-level pass."""
+
+    token: tuple[int, int] = (0, 0)
+    lut: dict[str, dict[Any, int]] = field(default_factory=lambda: {k: {} for k in _TABLES})
+
+
+_WORKER_TABLES = _Tables()
+
+
+@dataclass
+class _Block:
+    """One block's kept events as columns, its codes local to the decoding process's tables."""
+
+    token: tuple[int, int]
+    m: int = 0
+    dropped: int = 0
+    max_abs_ts: float = 0.0
+    cols: dict[str, np.ndarray] = field(default_factory=dict)  # final values
+    codes: dict[str, np.ndarray] = field(default_factory=dict)  # name, pid, tid: local codes
+    new: dict[str, list[Any]] = field(default_factory=dict)  # values first seen here, in order
+    shape_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    shape_codes: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+
+
+def _lookup(
+    lut: dict[Any, int], new: list[Any], get: Callable[[Any], Any] | None, items: list[Any], dtype: Any
+) -> np.ndarray:
+    """lut[get(item)] (get None: lut[item]) per item in one C-level pass; values not in the table
+    are added first, numbered in order of first appearance, and listed in `new`."""
+    try:
+        return np.fromiter(map(lut.__getitem__, items if get is None else map(get, items)), dtype, len(items))
+    except KeyError:
+        values = items if get is None else list(map(get, items))
+        for v in dict.fromkeys(values):
+            if v not in lut:
+                lut[v] = len(lut)
+                new.append(v)
+        return np.fromiter(map(lut.__getitem__, values), dtype, len(values))
+
+
+def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
+    """The kept events of one decoded block as columns (the rules of `load._columns`)."""
+    out = _Block(tables.token, new={k: [] for k in _TABLES})
+    n = len(evs)
+    if not n:
+        return out
+    g = _G
+    # Kind per event from the phases (interned Literals) and categories: pure functions of value.
+    phc = np.fromiter(map(_PH_CODES.__getitem__, map(g["ph"], evs)), np.uint8, n)
+    try:
+        catc = np.fromiter(map(_CAT_CODES.__getitem__, map(g["cat"], evs)), np.uint8, n)
+    except KeyError:
+        cats = list(map(g["cat"], evs))
+        for c in dict.fromkeys(cats):
+            _CAT_CODES.setdefault(c, _cat_code(c))
+        catc = np.fromiter(map(_CAT_CODES.__getitem__, cats), np.uint8, n)
+    ts, dur = _floats(g["ts"], evs), _floats(g["dur"], evs)
+    fcat = catc >> 4
+    is_x, is_flow = phc == 1, (phc > 1) & (fcat > 0)
+    kind = np.where(is_x, catc & 15, np.where(phc == 2, L.FLOW_START, L.FLOW_END)).astype(np.uint8)
+    bad = (is_x & (np.isnan(ts) | np.isnan(dur))) | (is_flow & np.isnan(ts))
+    out.dropped = int(bad.sum())
+    rows = np.flatnonzero((is_x | is_flow) & ~bad)
+    m = out.m = int(rows.size)
+    if not m:
+        return out
+    kept = evs if m == n else _take(evs, rows)
+    kind, ts, dur, fcat, is_x = kind[rows], ts[rows], dur[rows], fcat[rows], is_x[rows]
+    if is_x.any():
+        out.max_abs_ts = float(np.abs(ts[is_x]).max())
+
+    lut, new = tables.lut, out.new
+    out.codes = {k: _lookup(lut[k], new[k], g[k], kept, np.int64) for k in ("name", "pid", "tid")}
+    c = out.cols
+    c["kind"], c["ts"], c["dur"] = kind, ts, np.where(is_x, dur, 0.0)
+    c["flow_cat"] = np.where(is_x, 0, fcat).astype(np.int8)
+    args = list(map(g["args"], kept))
+    c["external_id"] = _ints(_A["external_id"], args)
+    c["correlation"] = _ints(_A["correlation"], args)
+    # Fields that only some kinds carry (as in the full path): gathered from those rows only.
+    for mask, fields in (
+        (~is_x, ("flow_id",)),
+        (kind == L.CPU_OP, ("seq", "fwd_tid")),
+        (np.isin(kind, L.GPU_KINDS), ("stream", "device", "nbytes")),
+        (kind == L.PYTHON_FUNCTION, ("py_id", "py_parent")),
+    ):
+        at = np.flatnonzero(mask)
+        some = _take(kept if fields[0] == "flow_id" else args, at)
+        for name in fields:
+            if name == "nbytes":
+                col = np.zeros(m)
+                vals = _floats(_A[name], some)
+                col[at] = np.where(np.isfinite(vals), vals, 0.0)
+            else:
+                col = np.full(m, L.NO_ID, np.int64)
+                col[at] = _ints(g["id"] if name == "flow_id" else _A[name], some)
+            c[name] = col
+
+    # Shape arguments of the CPU ops that have Input Dims: one code per distinct (dims, types,
+    # concrete) triple, keyed by the three raw JSON texts joined by NUL (never in raw JSON text).
+    cpu = np.flatnonzero(kind == L.CPU_OP)
+    cpu_args = _take(args, cpu)
+    has = np.flatnonzero(np.fromiter(map(len, map(_DIMS, cpu_args)), np.int64, cpu.size))
+    if has.size:
+        with_dims = _take(cpu_args, has)
+        keys = list(
+            map(_NUL.join, zip(map(_DIMS, with_dims), map(_TYPES, with_dims), map(_CONCRETE, with_dims), strict=True))
+        )
+        out.shape_rows = cpu[has]
+        out.shape_codes = _lookup(lut["shape"], new["shape"], None, keys, np.int64)
+    return out
+
+
+_BUFFER = bytearray()  # reused from block to block: fresh 32 MiB buffers cost page faults
+
+
+def _decode_range(path: str, start: int, end: int, tables: _Tables | None = None) -> _Block:
+    """Decode the events in bytes [start, end) of the file (whole events, comma separated)."""
+    global _BUFFER
+    n = end - start + 2
+    if len(_BUFFER) < n:
+        _BUFFER = bytearray(n)
+    view = memoryview(_BUFFER)[:n]  # never resized in place: a new one is bound when too small
+    view[0], view[n - 1] = 0x5B, 0x5D  # "[", "]"
+    with open(path, "rb") as f:
+        f.seek(start)
+        if _fill(f, view[1 : n - 1]) != n - 2:
+            raise _Bail
+    return _columnize(_DECODER.decode(view), tables or _WORKER_TABLES)
+
+
+def _init_worker() -> None:
+    global _WORKER_TABLES
+    _WORKER_TABLES = _Tables((os.getpid(), 0))
+
+
+class _Columns:
+    """Columns of the kept events, merged block by block in file order (same rows and ids as
+    `load._columns`: names, pids and tids are numbered in order of first appearance)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+        self.pid_of, self.tid_of = L._Interner(), L._Interner()
+        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in _COLS}
+        self.dims: dict[int, msgspec.Raw] = {}
+        self.types: dict[int, msgspec.Raw] = {}
+        self.concrete: dict[int, msgspec.Raw] = {}
+        self.ids: dict[str, dict[Any, int]] = {k: {} for k in _TABLES}  # value → global id
+        self.maps: dict[tuple[int, int], dict[str, list[int]]] = {}  # per process: local code → global id
+        self.shape_parts: tuple[list[msgspec.Raw | None], ...] = ([], [], [])
+        self.rows = 0
+        self.dropped = 0
+        self.max_abs_ts = 0.0
+
+    def _global(self, table: str, value: Any) -> int:
+        if table == "name":
+            return self.names.setdefault(value or "", len(self.names))
+        if table == "pid":
+            return self.pid_of(value)
+        if table == "tid":
+            return self.tid_of(value)
+        for u, part in zip(self.shape_parts, value.split(_NUL), strict=True):
+            u.append(msgspec.Raw(part) if part else None)
+        return len(self.shape_parts[0]) - 1
+
+    def merge(self, b: _Block) -> None:
+        self.dropped += b.dropped
+        self.max_abs_ts = max(self.max_abs_ts, b.max_abs_ts)
+        if not b.m:
+            return
+        maps = self.maps.setdefault(b.token, {k: [] for k in _TABLES})
+        for table in _TABLES:
+            ids, local = self.ids[table], maps[table]
+            for v in b.new[table]:
+                got = ids.get(v)
+                if got is None:
+                    got = ids[v] = self._global(table, v)
+                local.append(got)
+        p = self.parts
+        for k, col in b.cols.items():
+            p[k].append(col)
+        for k in ("name", "pid", "tid"):
+            p[k].append(np.array(maps[k], np.int64)[b.codes[k]])
+        if b.shape_rows.size:
+            uid = np.array(maps["shape"], np.int64)[b.shape_codes]
+            rows = b.shape_rows + self.rows
+            dims, types, concrete = (np.array([*u, None], dtype=object)[:-1][uid] for u in self.shape_parts)
+            self.dims.update(zip(rows.tolist(), dims.tolist(), strict=True))
+            for out, raws in ((self.types, types), (self.concrete, concrete)):
+                given = np.flatnonzero(raws != None)  # noqa: E711 - elementwise on an object array
+                out.update(zip(rows[given].tolist(), raws[given].tolist(), strict=True))
+        self.rows += b.m
+
+    def events(self) -> L.Events:
+        p = self.parts
+
+        def cat(k: str, dtype: Any) -> np.ndarray:
+            return np.concatenate(p[k]).astype(dtype, copy=False) if p[k] else np.empty(0, dtype)
+
+        return L.Events(
+            kind=cat("kind", np.uint8),
+            name=cat("name", np.int32),
+            names=tuple(self.names),
+            ts=cat("ts", np.float64),
+            dur=cat("dur", np.float64),
+            pid=cat("pid", np.int64),
+            tid=cat("tid", np.int64),
+            external_id=cat("external_id", np.int64),
+            correlation=cat("correlation", np.int64),
+            seq=cat("seq", np.int64),
+            fwd_tid=cat("fwd_tid", np.int64),
+            stream=cat("stream", np.int64),
+            device=cat("device", np.int64),
+            py_id=cat("py_id", np.int64),
+            py_parent=cat("py_parent", np.int64),
+            flow_id=cat("flow_id", np.int64),
+            flow_cat=cat("flow_cat", np.int8),
+            nbytes=cat("nbytes", np.float64),
+            input_dims=self.dims,
+            input_types=self.types,
+            concrete_inputs=self.concrete,
+        )
+
+
+_COLS = ("kind", "name", "ts", "dur", "pid", "tid", "flow_cat", "nbytes", *_INT_COLS)
+
+
+def _open(path: Path) -> tuple[Any, Any, int, bool] | None:
+    """(text stream, file on disk, its size, gzip?), or None for what the full path must report."""
+    try:
+        if path.is_dir():
+            path = L.find_trace_in_dir(path)
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except (OSError, TraceparseError):
+        return None
+    size = os.fstat(raw.fileno()).st_size
+    if raw.read(2) != b"\x1f\x8b":
+        raw.seek(0)
+        return raw, raw, size, False
+    raw.seek(0)
+    text = gzip.GzipFile(fileobj=raw, mode="rb")
+    if text.peek(2)[:2] == b"\x1f\x8b":  # gzip inside gzip: the full path unwraps it
+        raw.close()
+        return None
+    return text, raw, size, True
+
+
+def _fill(stream: Any, view: memoryview) -> int:
+    """readinto until the view is full or the stream ends; returns the bytes read."""
+    got = 0
+    while got < len(view):
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def workers() -> int:
+    """Processes decoding an uncompressed file, this one included: TRACEPARSE_WORKERS, else one
+    per core (at most 4)."""
+    env = os.environ.get("TRACEPARSE_WORKERS", "")
+    if env.strip().isdigit():
+        return max(1, int(env))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_WORKERS, cores))
+
+
+def load_columns(
+    path: str | os.PathLike[str], progress: Progress | None = None, block: int = BLOCK, n_workers: int | None = None
+) -> tuple[L._Trace, L.Events, int] | None:
+    """(top-level fields with no events, the kept events as columns, events dropped), or None
+    when the full path must load this file (see the module docstring)."""
+    opened = _open(Path(path))
+    if opened is None:
+        return None
+    stream, raw, size, gz = opened
+    try:
+        header, sep, first = _header(stream)
+        cols = _Columns()
+        if gz:
+            top = _stream(stream, raw, size, header, sep, first, cols, progress, block)
+        else:
+            top = _ranges(raw, size, header, sep, first, cols, progress, block, n_workers or workers())
+        if top.displayTimeUnit == "ns" or cols.max_abs_ts > L._NS_MAGNITUDE:
+            raise _Bail  # nanoseconds: the full path converts them
+        return top, cols.events(), cols.dropped
+    except (_Bail, msgspec.DecodeError, OSError, EOFError, zlib.error, ValueError, OverflowError, TypeError):
+        return None
+    finally:
+        raw.close()
+
+
+def _header(stream: Any) -> tuple[bytes, bytes, bytes]:
+    """(the text through `"traceEvents": [`, the event separator, what was read after it)."""
+    head = bytearray()
+    m = None
+    while m is None or m.end() == len(head):  # to the first byte after `"traceEvents": [` and blanks
+        more = stream.read(1 << 20)
+        if not more or len(head) > _HEAD_LIMIT:
+            raise _Bail
+        seen = max(0, len(head) - 256)
+        head += more
+        if head.lstrip()[:1] not in (b"", b"{"):
+            raise _Bail  # the array form, a BOM, not JSON: the full path decides
+        m = _KEY.search(head, seen if m is None else m.start())
+    if head[m.end() : m.end() + 1] != b"{":
+        raise _Bail  # an empty or odd event list
+    return bytes(head[: m.start(1)]), b"}," + m.group(1) + b"{", bytes(head[m.end() :])
+
+
+def _stream(
+    stream: Any,
+    raw: Any,
+    size: int,
+    header: bytes,
+    sep: bytes,
+    carry: bytes,
+    cols: _Columns,
+    progress: Progress | None,
+    block: int,
+) -> L._Trace:
+    """A gzip (no random access): read, cut and decode block after block in this process."""
+    tables = _Tables((os.getpid(), id(cols)))
+    while True:
+        buf = bytearray(len(carry) + block + 2)
+        buf[0] = 0x5B  # "["
+        buf[1 : 1 + len(carry)] = carry
+        got = _fill(stream, memoryview(buf)[1 + len(carry) : 1 + len(carry) + block])
+        end = 1 + len(carry) + got
+        if progress is not None:
+            progress(raw.tell(), size)
+        cut = buf.rfind(sep, 1, end)
+        if cut >= 0:
+            buf[cut + 1] = 0x5D  # the "," after the last complete event becomes "]"
+            cols.merge(_columnize(_DECODER.decode(memoryview(buf)[: cut + 2]), tables))
+            carry = bytes(buf[cut + len(sep) - 1 : end])
+        elif got == block and end > 4 * block:
+            raise _Bail  # no separator in 4 blocks: another format (minified): the full path
+        else:
+            carry = bytes(buf[1:end])
+        if got < block:  # the end: the last event, then "]" and the top-level keys after it
+            return _finish(carry, header, cols, tables)
+
+
+def _ranges(
+    raw: Any,
+    size: int,
+    header: bytes,
+    sep: bytes,
+    carry: bytes,
+    cols: _Columns,
+    progress: Progress | None,
+    block: int,
+    n_workers: int,
+) -> L._Trace:
+    """An uncompressed file: find the cuts by reading a little around every `block` bytes, then
+    decode the ranges between them, in worker processes when there are several."""
+    first = raw.tell() - len(carry)  # file offset of the first event's "{"
+    window = 1 << 20
+    # The last separator in the file: the last event and the closing keys come after it.
+    last, pos = -1, size
+    while last < 0 and pos > first:
+        lo = max(first, pos - window)
+        raw.seek(lo)
+        chunk = raw.read(pos - lo + len(sep))
+        i = chunk.rfind(sep)
+        last = lo + i if i >= 0 else -1
+        pos = lo
+    cuts = [first]  # block starts; a block ends at the "}" before the next start's separator
+    ends = []
+    pos = first + block
+    while last > 0 and pos < last:
+        raw.seek(pos)
+        chunk = raw.read(window)
+        i = chunk.find(sep)
+        if i < 0:
+            pos += max(1, len(chunk) - len(sep))
+            continue
+        cut = pos + i
+        if cut >= last:
+            break
+        ends.append(cut + 1)
+        cuts.append(cut + len(sep) - 1)
+        pos = cut + block
+    ranges = list(zip(cuts, [*ends, last + 1], strict=True)) if last > 0 else []
+    path = raw.name
+    done = 0
+    tables = _Tables((os.getpid(), id(cols)))
+
+    def merge(block: _Block, nbytes: int) -> None:
+        nonlocal done
+        cols.merge(block)
+        done += nbytes
+        if progress is not None:
+            progress(first + done, size)
+
+    if n_workers > 1 and len(ranges) > 1:
+        # This process decodes every n-th block itself; n - 1 workers decode the others ahead.
+        n = min(n_workers, len(ranges))
+        # fork is quick; with other threads running (a caller's) it may deadlock: then spawn.
+        forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+        ctx = multiprocessing.get_context("fork" if forkable else "spawn")
+        with ProcessPoolExecutor(n - 1, mp_context=ctx, initializer=_init_worker) as pool:
+            futures: dict[int, Future[_Block]] = {
+                i: pool.submit(_decode_range, path, a, b) for i, (a, b) in enumerate(ranges) if i % n
+            }
+            try:
+                for i, (a, b) in enumerate(ranges):
+                    merge(futures[i].result() if i % n else _decode_range(path, a, b, tables), b - a)
+            except BaseException:
+                for fut in futures.values():
+                    fut.cancel()
+                raise
+    else:
+        for a, b in ranges:
+            merge(_decode_range(path, a, b, tables), b - a)
+    raw.seek(last + len(sep) - 1 if last > 0 else first)
+    tail = raw.read()
+    if progress is not None:
+        progress(size, size)
+    return _finish(tail, header, cols, _Tables((os.getpid(), id(tail))))
+
+
+def _finish(rest: bytes, header: bytes, cols: _Columns, tables: _Tables) -> L._Trace:
+    """Decode the last event and the top-level keys after the event list."""
+    for m in _LAST.finditer(rest):
+        buf = bytearray(b"[" + rest[: m.start() + 1] + b"]")
+        try:
+            last = _DECODER.decode(buf)
+            top = L._TRACE_DECODER.decode(header + b"]" + rest[m.end() :])
+        except msgspec.DecodeError:
+            continue
+        cols.merge(_columnize(last, tables))
+        return top
+    raise _Bail
