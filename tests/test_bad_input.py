@@ -1,6 +1,7 @@
 """Issue #8: bad input never crashes, never loses data.
 
-Every row of docs/bad-input.md names the test here that backs it. Inputs that are not a trace, or
+Every row of the README's "What traceparse does with…" table names the test here that backs it.
+Inputs that are not a trace, or
 cannot be read, give one line on stderr (no traceback) and a distinct exit code; unusual but valid
 traces give a report (exit 0) with a note saying what is missing. All through the real CLI
 (`python -m traceparse`, in subprocesses run concurrently once per session).

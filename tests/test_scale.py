@@ -80,6 +80,8 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("gz", [False, True])
 def test_small_blocks_workers_and_gzip_do_not_change_the_columns(replicated: Path, workers: int, gz: bool) -> None:
+    if workers > 1 and sys.platform.startswith("linux"):
+        assert stream._can_fork(), "the worker path should run here"
     path = replicated
     if gz:
         path = replicated.with_suffix(".json.gz")
@@ -90,6 +92,23 @@ def test_small_blocks_workers_and_gzip_do_not_change_the_columns(replicated: Pat
     _, ref, ref_dropped = _full(replicated)
     assert_same_events(fast[1], ref)
     assert fast[2] == ref_dropped
+
+
+def test_a_worker_that_cannot_start_or_dies_leaves_one_process_doing_it(replicated: Path, monkeypatch) -> None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    monkeypatch.setattr(stream.ProcessPoolExecutor, "submit", lambda self, *a, **k: _failed(BrokenProcessPool("x")))
+    fast = stream.load_columns(replicated, block=256 << 10, n_workers=2)
+    assert fast is not None
+    assert_same_events(fast[1], _full(replicated)[1])
+
+
+def _failed(exc: BaseException):
+    from concurrent.futures import Future
+
+    fut: Future[object] = Future()
+    fut.set_exception(exc)
+    return fut
 
 
 def test_progress_reports_bytes_up_to_the_file_size(replicated: Path) -> None:

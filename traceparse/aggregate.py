@@ -87,12 +87,7 @@ def build_report(
             keep &= items.phase == phase
         return np.bincount(items.call[keep], weights=items.dur[keep], minlength=len(calls)) / n_steps
 
-    def inclusive(values: np.ndarray) -> np.ndarray:
-        out = values.astype(float).copy()
-        for d in range(int(calls.depth.max()) if len(calls) else -1, 0, -1):
-            at = np.flatnonzero((calls.depth == d) & (calls.parent >= 0))
-            np.add.at(out, calls.parent[at], out[at])
-        return out
+    inclusive = calls.inclusive
 
     self_all = per_step_self(None)
     incl_all = inclusive(self_all)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traceparse.index import Index
+from traceparse.index import Index, match_sorted, step_of
 from traceparse.load import CPU_OP, USER_ANNOTATION
 from traceparse.scopes import (
     BACKWARD,
@@ -45,6 +45,14 @@ class ModuleCalls:
 
     def __len__(self) -> int:
         return int(self.pos.shape[0])
+
+    def inclusive(self, own: np.ndarray) -> np.ndarray:
+        """Per call: its own value plus its descendants' (time, FLOPs), summed bottom-up."""
+        out = own.astype(float).copy()
+        for d in range(int(self.depth.max()) if len(self) else -1, 0, -1):
+            at = np.flatnonzero((self.depth == d) & (self.parent >= 0))
+            np.add.at(out, self.parent[at], out[at])
+        return out
 
 
 @dataclass(frozen=True)
@@ -84,12 +92,7 @@ class Attribution:
         return np.bincount(self.items.call[keep], weights=self.items.dur[keep], minlength=len(self.calls))
 
     def inclusive_us(self, phase: int | None = None, step: int | None = None) -> np.ndarray:
-        incl = self.self_us(phase, step).copy()
-        calls = self.calls
-        for d in range(int(calls.depth.max()) if len(calls) else -1, 0, -1):
-            at = np.flatnonzero((calls.depth == d) & (calls.parent >= 0))
-            np.add.at(incl, calls.parent[at], incl[at])
-        return incl
+        return self.calls.inclusive(self.self_us(phase, step))
 
     def call_of_pos(self, pos: np.ndarray) -> np.ndarray:
         """Module call for forest positions: the enclosing scope, else the differentiated one."""
@@ -97,13 +100,7 @@ class Attribution:
         return np.where(call >= 0, call, self.backward_call[pos])
 
     def step_of_time(self, when: np.ndarray) -> np.ndarray:
-        steps = self.index.steps
-        if not steps:
-            return np.zeros(when.shape[0], np.int64)
-        s0 = np.array([s.start for s in steps])
-        s1 = np.array([s.end for s in steps])
-        k = np.searchsorted(s0, when, side="right") - 1
-        return np.where((k >= 0) & (when <= s1[np.clip(k, 0, None)]), k, -1)
+        return step_of(when, self.index.steps)
 
     def unattributed_us(self, phase: int | None = None, step: int | None = None) -> float:
         keep = self._select(phase, step) & (self.items.call < 0)
@@ -239,14 +236,7 @@ def _module_calls(index: Index, names: ScopeNames, is_scope: np.ndarray) -> tupl
     qual = np.array([names.qual[i] for i in name_ids], dtype=object)
     cls = np.array([names.cls[i] for i in name_ids], dtype=object)
     starts = forest.start[scope_pos]
-    steps = index.steps
-    if steps:
-        s0 = np.array([s.start for s in steps])
-        s1 = np.array([s.end for s in steps])
-        k = np.searchsorted(s0, starts, side="right") - 1
-        step = np.where((k >= 0) & (starts <= s1[np.clip(k, 0, None)]), k, -1)
-    else:
-        step = np.zeros(scope_pos.size, np.int64)
+    step = step_of(starts, index.steps)
     return (
         ModuleCalls(scope_pos, qual, cls, parent, depth, step, starts, forest.end[scope_pos]),
         call_of_scope_pos,
@@ -276,8 +266,7 @@ def _backward_links(
     first = np.concatenate([[True], fseq[1:] != fseq[:-1]])
     fwd_pos, fseq = fwd_pos[first], fseq[first]
     node_pos = np.flatnonzero(is_node)
-    k = np.clip(np.searchsorted(fseq, seq[node_pos]), 0, fseq.size - 1)
-    hit = fseq[k] == seq[node_pos]
+    k, hit = match_sorted(fseq, seq[node_pos])
     own_call = np.full(len(forest), -1, np.int64)
     own_phase = np.full(len(forest), -1, np.int64)
     own_call[node_pos[hit]] = nearest_call[fwd_pos[k[hit]]]
@@ -300,14 +289,7 @@ def _cpu_items(index: Index, kind_of_pos: np.ndarray) -> Items:
     is_step = (kind_of_pos == USER_ANNOTATION) & np.isin(index.events.name[forest.rows], list(step_names))
     keep = np.flatnonzero((self_dur > 0) & ~is_step)
     starts = forest.start[keep]
-    steps = index.steps
-    if steps:
-        s0 = np.array([s.start for s in steps])
-        s1 = np.array([s.end for s in steps])
-        k = np.searchsorted(s0, starts, side="right") - 1
-        step = np.where((k >= 0) & (starts <= s1[np.clip(k, 0, None)]), k, -1)
-    else:
-        step = np.zeros(keep.size, np.int64)
+    step = step_of(starts, index.steps)
     is_op = kind_of_pos == CPU_OP
     nearest_op = forest.propagate(np.arange(len(forest)), is_op)
     return Items(

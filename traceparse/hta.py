@@ -3,7 +3,8 @@
 HTA (pip install 'traceparse[hta]') reads the same trace with its own loader and adds three of
 its analyses to the report: the temporal breakdown (idle / compute / non-compute GPU time), the
 idle-time breakdown (host wait, kernel wait, other) and the kernel launch statistics (CPU launch
-duration vs GPU duration, launch delay). It is not the core loader (see docs/hta.md): it parses
+duration vs GPU duration, launch delay). It is not the core loader (README: "HTA, and why it is
+not the loader"): it parses
 the whole file into Python objects and DataFrames, which is 10-100x slower than traceparse's
 streamed columns, and its numbers cover different spans (all kept steps, not a per-step mean).
 
@@ -27,6 +28,7 @@ import io
 import json
 import logging
 import math
+import numbers
 import os
 import tempfile
 import warnings
@@ -116,11 +118,12 @@ def _records(df: Any) -> list[dict[str, Any]]:
     for row in df.to_dict(orient="records"):
         clean: dict[str, Any] = {}
         for k, v in row.items():
-            if isinstance(v, str) or v is None or isinstance(v, bool):
+            if v is None or isinstance(v, str | bool):
                 clean[str(k)] = v
+            elif isinstance(v, numbers.Integral):
+                clean[str(k)] = int(v)
             else:
-                n = _num(v)
-                clean[str(k)] = int(n) if n is not None and float(n).is_integer() and "int" in type(v).__name__ else n
+                clean[str(k)] = _num(v)
         out.append(clean)
     return out
 

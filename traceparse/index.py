@@ -9,6 +9,7 @@ parent is the last interval that started one level up before it — one `searchs
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -218,12 +219,16 @@ def _link_launches(ev: Events, forest: Forest, gpu_rows: np.ndarray, pos_of_row:
     rt_pos, rt_corr = rt_pos[ok_rt], rt_corr[ok_rt]
     if rt_pos.size:
         order = np.argsort(rt_corr, kind="stable")
-        rt_pos, rt_corr = rt_pos[order], rt_corr[order]
-        corr = ev.correlation[gpu_rows]
-        k = np.clip(np.searchsorted(rt_corr, corr), 0, rt_corr.size - 1)
-        hit = (rt_corr[k] == corr) & (corr >= 0)
-        launch[hit] = rt_pos[k[hit]]
+        k, hit = match_sorted(rt_corr[order], ev.correlation[gpu_rows])
+        launch[hit] = rt_pos[order][k[hit]]
     return launch
+
+
+def match_sorted(sorted_keys: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each wanted key (ids; negative = none): its index in sorted_keys, and whether it is there."""
+    k = np.clip(np.searchsorted(sorted_keys, want), 0, max(sorted_keys.size - 1, 0))
+    hit = (want >= 0) & (sorted_keys[k] == want) if sorted_keys.size else np.zeros(want.shape[0], bool)
+    return k, hit
 
 
 def _link_ops_by_external_id(ev: Events, forest: Forest, gpu_rows: np.ndarray) -> np.ndarray:
@@ -240,9 +245,7 @@ def _link_ops_by_external_id(ev: Events, forest: Forest, gpu_rows: np.ndarray) -
     op_pos, ext = op_pos[order], ext[order]
     first = np.concatenate([[True], ext[1:] != ext[:-1]])
     op_pos, ext = op_pos[first], ext[first]
-    want = ev.external_id[gpu_rows]
-    k = np.clip(np.searchsorted(ext, want), 0, ext.size - 1)
-    hit = (ext[k] == want) & (want >= 0)
+    k, hit = match_sorted(ext, ev.external_id[gpu_rows])
     out[hit] = op_pos[k[hit]]
     return out
 
@@ -270,7 +273,7 @@ def build_index(ev: Events) -> Index:
     start = np.append(forest.start, np.nan)
     when = np.where(launch >= 0, start[np.where(launch >= 0, launch, -1)], ev.ts[gpu_rows])
     when = np.where((launch < 0) & (op >= 0), start[np.where(op >= 0, op, -1)], when)
-    step_of = _step_of(when, steps)
+    step_of_item = step_of(when, steps)
     return Index(
         events=ev,
         forest=forest,
@@ -280,7 +283,7 @@ def build_index(ev: Events) -> Index:
             end=ev.ts[gpu_rows] + np.maximum(ev.dur[gpu_rows], 0.0),
             launch=launch,
             op=op,
-            step=step_of,
+            step=step_of_item,
         ),
         steps=tuple(steps),
         steps_found=bool(steps),
@@ -289,7 +292,8 @@ def build_index(ev: Events) -> Index:
     )
 
 
-def _step_of(when: np.ndarray, steps: list[Step]) -> np.ndarray:
+def step_of(when: np.ndarray, steps: Sequence[Step]) -> np.ndarray:
+    """Index of the step whose span holds each time (-1: none); all 0 when there are no steps."""
     if not steps:
         return np.zeros(when.shape[0], np.int64)
     starts = np.array([s.start for s in steps])

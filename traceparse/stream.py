@@ -5,10 +5,10 @@ wrapped in brackets and decoded by msgspec into small structs with strict field 
 become numpy columns through C-level `map(attrgetter)` passes and value→code tables (no
 per-event Python statements). Only one block's structs exist at a time per process, and the
 shape arguments are kept once per distinct value, so peak memory is the columns, not the JSON
-text nor a Python object per event. An uncompressed file's blocks are shared with worker
-processes (one process per core in all, up to 4; TRACEPARSE_WORKERS=1 turns them off); a gzip
-is streamed through this process. Blocks are merged in file order, so ids come out as a
-sequential read numbers them.
+text nor a Python object per event. On Linux an uncompressed file's blocks are shared with
+forked worker processes (one process per core in all, up to 4; TRACEPARSE_WORKERS=1 turns them
+off); a gzip is streamed through this process. Blocks are merged in file order, so ids come out
+as a sequential read numbers them.
 
 Cutting needs no JSON scanner: a JSON string cannot hold a raw newline, so Kineto's event
 separator `},\n  {` (the whitespace seen between `[` and the first event) occurs only between
@@ -29,10 +29,12 @@ import math
 import multiprocessing
 import os
 import re
+import sys
 import threading
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -56,6 +58,22 @@ Progress = Callable[[int, int], None]  # (bytes read, total bytes) of the file o
 
 class _Bail(Exception):
     """The full path must decide (an unusual but possibly valid trace, or a malformed one)."""
+
+
+class _NoWorkers(Exception):
+    """Worker processes could not be started or one died: decode in this process instead."""
+
+
+def _can_fork() -> bool:
+    """Workers are forked, on Linux only, from a process with no other Python thread (fork would
+    copy a lock another thread holds) that may have children (not a daemonic worker itself).
+    spawn is not used: it re-imports the caller's __main__, which a script may not guard."""
+    return (
+        sys.platform.startswith("linux")
+        and "fork" in multiprocessing.get_all_start_methods()
+        and threading.active_count() == 1
+        and not multiprocessing.current_process().daemon
+    )
 
 
 class _Args(msgspec.Struct, gc=False, frozen=True):
@@ -437,7 +455,12 @@ def load_columns(
         if gz:
             top = _stream(stream, raw, size, header, sep, first, cols, progress, block)
         else:
-            top = _ranges(raw, size, header, sep, first, cols, progress, block, n_workers or workers())
+            start = raw.tell() - len(first)  # file offset of the first event's "{"
+            try:
+                top = _ranges(raw, size, header, sep, start, cols, progress, block, n_workers or workers())
+            except _NoWorkers:
+                cols = _Columns()
+                top = _ranges(raw, size, header, sep, start, cols, progress, block, 1)
         if top.displayTimeUnit == "ns" or cols.max_abs_ts > L._NS_MAGNITUDE:
             raise _Bail  # nanoseconds: the full path converts them
         return top, cols.events(), cols.dropped
@@ -504,15 +527,14 @@ def _ranges(
     size: int,
     header: bytes,
     sep: bytes,
-    carry: bytes,
+    first: int,
     cols: _Columns,
     progress: Progress | None,
     block: int,
     n_workers: int,
 ) -> L._Trace:
-    """An uncompressed file: find the cuts by reading a little around every `block` bytes, then
-    decode the ranges between them, in worker processes when there are several."""
-    first = raw.tell() - len(carry)  # file offset of the first event's "{"
+    """An uncompressed file, events from offset `first`: find the cuts by reading a little around
+    every `block` bytes, then decode the ranges between them (in workers too, when there are)."""
     window = 1 << 20
     # The last separator in the file: the last event and the closing keys come after it.
     last, pos = -1, size
@@ -551,23 +573,26 @@ def _ranges(
         if progress is not None:
             progress(first + done, size)
 
-    if n_workers > 1 and len(ranges) > 1:
-        # This process decodes every n-th block itself; n - 1 workers decode the others ahead.
+    if n_workers > 1 and len(ranges) > 1 and _can_fork():
+        # This process decodes every n-th block itself; n - 1 forked workers decode the others.
         n = min(n_workers, len(ranges))
-        # fork is quick; with other threads running (a caller's) it may deadlock: then spawn.
-        forkable = "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
-        ctx = multiprocessing.get_context("fork" if forkable else "spawn")
-        with ProcessPoolExecutor(n - 1, mp_context=ctx, initializer=_init_worker) as pool:
+        pool = ProcessPoolExecutor(n - 1, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)
+        try:
             futures: dict[int, Future[_Block]] = {
                 i: pool.submit(_decode_range, path, a, b) for i, (a, b) in enumerate(ranges) if i % n
             }
+        except (OSError, RuntimeError, AssertionError) as exc:  # no processes to be had
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise _NoWorkers from exc
+        with pool:
             try:
                 for i, (a, b) in enumerate(ranges):
                     merge(futures[i].result() if i % n else _decode_range(path, a, b, tables), b - a)
-            except BaseException:
+            except BrokenProcessPool as exc:  # a worker died (killed for memory?): one process then
+                raise _NoWorkers from exc
+            finally:
                 for fut in futures.values():
                     fut.cancel()
-                raise
     else:
         for a, b in ranges:
             merge(_decode_range(path, a, b, tables), b - a)
