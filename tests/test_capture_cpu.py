@@ -116,3 +116,18 @@ def test_unreadable_config_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["capture", "--config", str(bad), "-o", str(tmp_path / "o")])
     assert result.exit_code == 4
     assert "is not valid JSON" in result.stderr
+
+
+def test_torchrun_ranks_each_wrote_their_own_trace_on_their_own_gpu() -> None:
+    """Real 2-GPU capture under torchrun (fixtures/h200x2): one file per rank, rank in name and metadata."""
+    from tests.conftest import ROOT
+
+    for rank in (0, 1):
+        path = ROOT / "fixtures" / "h200x2" / f"qwen3-0.6b-4l-forward-seq215-rank{rank}.pt.trace.json.gz"
+        with gzip.open(path) as fh:
+            trace = json.load(fh)
+        assert trace["traceparse"]["rank"] == rank and trace["traceparse"]["world_size"] == 2
+        assert trace["distributedInfo"] == {"rank": rank, "world_size": 2, "backend": None}
+        assert {e["pid"] for e in trace["traceEvents"] if e.get("cat") == "kernel"} == {rank}  # its own GPU
+        report = run_pipeline(path).report
+        assert report.general.num_blocks == 4 and report.attribution == "scopes"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ class BuiltModel:
 
 
 def resolve_device(requested: str | None) -> torch.device:
+    # Under torchrun each rank takes its own GPU (LOCAL_RANK) unless told otherwise.
+    local_rank = os.environ.get("LOCAL_RANK")
+    if requested in (None, "cuda") and local_rank is not None and torch.cuda.is_available():
+        requested = f"cuda:{int(local_rank)}"
     if requested is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
