@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -32,3 +35,15 @@ def analysis(path: Path, attention: str = "causal") -> Analysis:
 @pytest.fixture(scope="session")
 def nemotron_9b() -> Analysis:
     return analysis(NEMOTRON_9B)
+
+
+def load_fuzz_script() -> ModuleType:
+    """scripts/fuzz.py as a module (its mutators and checks serve the tests too)."""
+    name = "traceparse_fuzz_script"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "fuzz.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

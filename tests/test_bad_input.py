@@ -10,7 +10,6 @@ traces give a report (exit 0) with a note saying what is missing. All through th
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import random
@@ -24,29 +23,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.conftest import LLAMA_4L, ROOT, USER_TRAIN, analysis
+from tests.conftest import LLAMA_4L, ROOT, USER_TRAIN, analysis, load_fuzz_script
 from traceparse.errors import ExitCode, OutputError
 
 ERROR_LINE = re.compile(r"^traceparse: error: \S.*$")
 
 
-def _load_fuzz() -> ModuleType:
-    name = "traceparse_fuzz_script"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "fuzz.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fuzz = _load_fuzz()
+fuzz = load_fuzz_script()
 LLAMA = LLAMA_4L.name
 
 

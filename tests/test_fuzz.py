@@ -9,35 +9,20 @@ renders in every format with no NaN, and leaves unknowns null. This is the fast 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ROOT
+from tests.conftest import load_fuzz_script
 
-
-def _load_fuzz() -> ModuleType:
-    name = "traceparse_fuzz_script"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / "fuzz.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-fuzz = _load_fuzz()
+fuzz = load_fuzz_script()
 EXAMPLES = int(os.environ.get("TRACEPARSE_FUZZ_EXAMPLES", "100"))
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
