@@ -46,6 +46,14 @@ class ModuleCalls:
     def __len__(self) -> int:
         return int(self.pos.shape[0])
 
+    def inherit(self, own: np.ndarray, has_own: np.ndarray) -> np.ndarray:
+        """Per call: its own value where has_own, else its nearest ancestor's (top-down)."""
+        out = own.copy()
+        for d in range(1, int(self.depth.max()) + 1 if len(self) else 0):
+            at = np.flatnonzero((self.depth == d) & ~has_own & (self.parent >= 0))
+            out[at] = out[self.parent[at]]
+        return out
+
     def inclusive(self, own: np.ndarray) -> np.ndarray:
         """Per call: its own value plus its descendants' (time, FLOPs), summed bottom-up."""
         out = own.astype(float).copy()

@@ -110,8 +110,4 @@ def kind_of(classes: set[str]) -> str:
 
 def block_of_calls(calls: ModuleCalls, index: np.ndarray) -> np.ndarray:
     """Per call: the block it belongs to (itself or an ancestor), -1 outside blocks."""
-    block_of = index.copy()
-    for d in range(int(calls.depth.max()) + 1 if len(calls) else 0):
-        at = np.flatnonzero((calls.depth == d) & (block_of < 0) & (calls.parent >= 0))
-        block_of[at] = block_of[calls.parent[at]]
-    return block_of
+    return calls.inherit(index, index >= 0)

@@ -32,11 +32,7 @@ class Forwards:
 
 
 def root_of_calls(calls: ModuleCalls) -> np.ndarray:
-    root = np.arange(len(calls))
-    for d in range(1, int(calls.depth.max()) + 1 if len(calls) else 0):
-        at = np.flatnonzero(calls.depth == d)
-        root[at] = root[calls.parent[at]]
-    return root
+    return calls.inherit(np.arange(len(calls)), calls.parent < 0)
 
 
 def find_forwards(calls: ModuleCalls) -> Forwards:
@@ -105,48 +101,31 @@ def generation_summary(
         "weight_bytes": weight_bytes,
         "decode_bandwidth_gbps": weight_bytes / (med_wall * 1e6) if weight_bytes and med_wall else None,
         "decode_bandwidth_gpu_gbps": weight_bytes / (med_gpu * 1e6) if weight_bytes and med_gpu else None,
-        "decode_block_ms": _decode_block_ms(attr, fw, block_index_of_call, block_of_call, len(dec_wall)),
+        "decode_block_ms": [],  # filled below, with the per-phase block times
         "times_basis": "wall: root call start to the later of its CPU end and its last kernel end, under "
         "the profiler; gpu: sum of its kernel durations",
     }
     rows = []
+    block_ids = sorted(set(block_index_of_call[block_index_of_call >= 0].tolist()))
+    item_block = np.full(len(items), -1, np.int64)
+    item_block[has] = block_of_call[items.call[has]]
     for name, sel_root in (("prefill", fw.roots[pre]), ("decode", fw.roots[~pre])):
         in_phase = np.isin(item_root, sel_root)
-        blocks = []
-        for b in sorted(set(block_index_of_call[block_index_of_call >= 0].tolist())):
-            mine = in_phase & (block_of_call[np.where(has, items.call, 0)] == b) & has
-            blocks.append({"index": b, "gpu_ms": float(items.dur[mine].sum()) / 1e3 / n_steps})
+        block_us = {b: float(items.dur[in_phase & (item_block == b)].sum()) for b in block_ids}
+        if name == "decode" and dec_wall:
+            summary["decode_block_ms"] = [
+                {"index": b, "ms_per_token": us / 1e3 / len(dec_wall)} for b, us in block_us.items()
+            ]
         rows.append(
             PhaseRow(
                 phase=name,
                 kernel_ms=float(items.dur[in_phase].sum()) / 1e3 / n_steps,
                 flops=float(flops.flops[np.isin(flop_root, sel_root)].sum()) / n_steps if flops.has_shapes else None,
                 unattributed_ms=0.0,
-                blocks=blocks,
+                blocks=[{"index": b, "gpu_ms": us / 1e3 / n_steps} for b, us in block_us.items()],
             )
         )
     return summary, rows
-
-
-def _decode_block_ms(
-    attr: Attribution, fw: Forwards, block_index_of_call: np.ndarray, block_of_call: np.ndarray, n_decode: int
-) -> list[dict[str, Any]]:
-    """Per block: kernel ms per decode token."""
-    if not n_decode:
-        return []
-    items = attr.items
-    has = items.call >= 0
-    decode_roots = fw.roots[~fw.is_prefill]
-    item_block = np.full(len(items), -1, np.int64)
-    item_block[has] = block_of_call[items.call[has]]
-    item_root = np.full(len(items), -1, np.int64)
-    item_root[has] = fw.root_of_call[items.call[has]]
-    in_decode = np.isin(item_root, decode_roots)
-    out = []
-    for b in sorted(set(block_index_of_call[block_index_of_call >= 0].tolist())):
-        us = float(items.dur[in_decode & (item_block == b)].sum())
-        out.append({"index": b, "ms_per_token": us / 1e3 / n_decode})
-    return out
 
 
 def _weight_bytes(meta: dict[str, Any]) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
@@ -26,7 +27,7 @@ from traceparse.capture.scopes import (
     module_table,
     param_count,
 )
-from traceparse.capture.timing import median_ms, synchronize, time_ms
+from traceparse.capture.timing import median_ms, synchronize
 from traceparse.capture.workload import make_workload
 from traceparse.errors import ExitCode, TraceparseError
 
@@ -147,7 +148,7 @@ def run_capture(opts: CaptureOptions, progress: Progress = lambda _msg: None) ->
             meta["timing"]["profiled_step_wall_ms"] = step_wall[opts.warmup :]
             exported.append(export_trace(prof, out_path, extra))
 
-        scopes = module_scopes(built.model) if opts.scopes else _null_context()
+        scopes = module_scopes(built.model) if opts.scopes else contextlib.nullcontext()
         with (
             scopes,
             profile(
@@ -181,14 +182,3 @@ def run_capture(opts: CaptureOptions, progress: Progress = lambda _msg: None) ->
         trace_bytes=path.stat().st_size,
         capture_s=time.perf_counter() - t_start,
     )
-
-
-class _null_context:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-__all__ = ["CaptureResult", "run_capture", "time_ms"]
