@@ -458,15 +458,14 @@ def _hidden_from_trace(attr: Attribution) -> int | None:
         return None
     import msgspec
 
-    for row, raw in ev.input_dims.items():
-        if int(ev.name[row]) in ids:
-            try:
-                dims = msgspec.json.decode(raw)
-            except (msgspec.DecodeError, UnicodeDecodeError):
-                return None
-            first = dims[0] if isinstance(dims, list) and dims else None
-            if isinstance(first, list) and len(first) == 2 and type(first[1]) is int and first[1] > 0:
-                return first[1]
+    for code in ev.shape[np.isin(ev.name, ids) & (ev.shape >= 0)].tolist():
+        try:
+            dims = msgspec.json.decode(ev.shapes[code].dims)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            return None
+        first = dims[0] if isinstance(dims, list) and dims else None
+        if isinstance(first, list) and len(first) == 2 and type(first[1]) is int and first[1] > 0:
+            return first[1]
     return None
 
 

@@ -44,7 +44,7 @@ from traceparse.blocks import find_blocks
 from traceparse.errors import UnreadableError, UsageError
 from traceparse.flops import KINDS
 from traceparse.flops.formulas import TENSOR_KINDS
-from traceparse.load import FLOW_START, MEMCPY, MEMSET, find_trace_in_dir
+from traceparse.load import MEMCPY, MEMSET, find_trace_in_dir
 from traceparse.scopes import FORWARD, PHASE_NAMES
 
 if TYPE_CHECKING:
@@ -449,7 +449,7 @@ def _check_units(ids: list[_Ids], analysis: Analysis) -> None:
     timestamps the loader had to convert (nanosecond traces), rather than misplace every slice."""
     raw = np.array([e.ts for e in ids if e.ph == "X" and isinstance(e.ts, int | float)], dtype=np.float64)
     ev = analysis.trace.events
-    mine = ev.ts[ev.kind < FLOW_START]
+    mine = ev.ts
     if raw.size and mine.size:
         a, b = float(np.median(raw)), float(np.median(mine))
         if abs(a - b) > 1e3 + 1e-3 * abs(a):

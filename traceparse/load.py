@@ -23,8 +23,9 @@ import numpy as np
 from traceparse.errors import NotATraceError, UnreadableError, UsageError
 
 # Event kinds, as small ints in the `kind` column.
-OTHER, CPU_OP, USER_ANNOTATION, PYTHON_FUNCTION, RUNTIME, KERNEL, MEMCPY, MEMSET = range(8)
-GPU_USER_ANNOTATION, FLOW_START, FLOW_END = 8, 9, 10
+# Flow events ("s"/"f": ac2g launch→kernel, fwdbwd forward→backward) are not kept: the same links
+# are in every kernel's and runtime call's "correlation" arg and every op's "Sequence number".
+OTHER, CPU_OP, USER_ANNOTATION, PYTHON_FUNCTION, RUNTIME, KERNEL, MEMCPY, MEMSET, GPU_USER_ANNOTATION = range(9)
 GPU_KINDS = (KERNEL, MEMCPY, MEMSET)
 
 _CATEGORY_KIND = {
@@ -40,7 +41,6 @@ _CATEGORY_KIND = {
     "gpu_memset": MEMSET,
     "gpu_user_annotation": GPU_USER_ANNOTATION,
 }
-_FLOW_CATEGORIES = {"ac2g", "fwdbwd"}
 NO_ID = -1
 
 
@@ -74,7 +74,6 @@ class _Event(msgspec.Struct, gc=False):
     tid: int | str | None = None
     ts: int | float | None = None  # int kept exact: ns epoch timestamps exceed float64's 2**53
     dur: int | float | None = None
-    id: int | str | None = None
     args: _Args | None = None
 
 
@@ -91,6 +90,16 @@ class _Trace(msgspec.Struct, gc=False):
 
 _TRACE_DECODER = msgspec.json.Decoder(_Trace)
 _ARRAY_DECODER = msgspec.json.Decoder(list[_Event])
+
+
+@dataclass(frozen=True, slots=True)
+class ShapeArgs:
+    """One distinct set of a CPU op's shape arguments, as raw JSON (decoded only for the ops whose
+    FLOPs are counted). Ops share it: a model repeats the same shapes in every layer and step."""
+
+    dims: msgspec.Raw  # "Input Dims"
+    types: msgspec.Raw | None  # "Input type"
+    concrete: msgspec.Raw | None  # "Concrete Inputs"
 
 
 @dataclass(frozen=True)
@@ -116,16 +125,16 @@ class Events:
     device: np.ndarray  # int64
     py_id: np.ndarray  # int64
     py_parent: np.ndarray  # int64
-    flow_id: np.ndarray  # int64 (flow events)
-    flow_cat: np.ndarray  # int8: 0 none, 1 ac2g, 2 fwdbwd
     nbytes: np.ndarray  # float64 (memcpy/memset)
-    # Raw JSON of shape args (zero-copy views), by row, only for cpu ops that have them.
-    input_dims: dict[int, msgspec.Raw]
-    input_types: dict[int, msgspec.Raw]
-    concrete_inputs: dict[int, msgspec.Raw]
+    shape: np.ndarray  # int32 index into `shapes`; NO_ID: not a CPU op with "Input Dims"
+    shapes: tuple[ShapeArgs, ...]  # in order of first appearance
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
+
+    def shape_of(self, row: int) -> ShapeArgs | None:
+        code = int(self.shape[row])
+        return self.shapes[code] if code >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -288,16 +297,14 @@ def _columns(raw: list[_Event]) -> tuple[Events, int]:
             "device",
             "py_id",
             "py_parent",
-            "flow_id",
         )
     }
     ts = np.zeros(n)
     dur = np.zeros(n)
     nbytes = np.zeros(n)
-    flow_cat = np.zeros(n, np.int8)
-    dims: dict[int, msgspec.Raw] = {}
-    types: dict[int, msgspec.Raw] = {}
-    concrete: dict[int, msgspec.Raw] = {}
+    shape = np.full(n, NO_ID, np.int32)
+    shapes: dict[bytes, int] = {}  # the three raw texts joined by NUL (never in JSON text) → code
+    shape_args: list[ShapeArgs] = []
     dropped = 0
     name_col, ext, corr = cols["name"], cols["external_id"], cols["correlation"]
     for i, e in enumerate(raw):
@@ -310,16 +317,8 @@ def _columns(raw: list[_Event]) -> tuple[Events, int]:
                 dropped += 1
                 continue
             dur[i] = e.dur
-        elif ph in ("s", "f") and cat in _FLOW_CATEGORIES:
-            k = FLOW_START if ph == "s" else FLOW_END
-            flow_cat[i] = 1 if cat == "ac2g" else 2
-            cols["flow_id"][i] = _as_int(e.id)
-            if e.ts is None:
-                keep[i] = False
-                dropped += 1
-                continue
         else:
-            keep[i] = False  # metadata and instant events: nothing we report uses them
+            keep[i] = False  # metadata, instant and flow events: nothing we report uses them
             continue
         kind[i] = k
         ts[i] = e.ts
@@ -339,11 +338,12 @@ def _columns(raw: list[_Event]) -> tuple[Events, int]:
             cols["seq"][i] = _as_int(a.seq)
             cols["fwd_tid"][i] = _as_int(a.fwd_tid)
             if a.input_dims:
-                dims[i] = a.input_dims
-                if a.input_type:
-                    types[i] = a.input_type
-                if a.concrete:
-                    concrete[i] = a.concrete
+                key = b"\x00".join((a.input_dims, a.input_type, a.concrete))
+                code = shapes.get(key)
+                if code is None:
+                    code = shapes[key] = len(shape_args)
+                    shape_args.append(ShapeArgs(a.input_dims, a.input_type or None, a.concrete or None))
+                shape[i] = code
         elif k in GPU_KINDS:
             cols["stream"][i] = _as_int(a.stream)
             cols["device"][i] = _as_int(a.device)
@@ -353,11 +353,6 @@ def _columns(raw: list[_Event]) -> tuple[Events, int]:
             cols["py_id"][i] = _as_int(a.py_id)
             cols["py_parent"][i] = _as_int(a.py_parent)
     rows = np.flatnonzero(keep)
-    remap = {int(old): new for new, old in enumerate(rows)} if len(rows) != n else None
-
-    def take(d: dict[int, msgspec.Raw]) -> dict[int, msgspec.Raw]:
-        return d if remap is None else {remap[i]: v for i, v in d.items()}
-
     events = Events(
         kind=kind[rows],
         name=name_col[rows].astype(np.int32),
@@ -374,12 +369,9 @@ def _columns(raw: list[_Event]) -> tuple[Events, int]:
         device=cols["device"][rows],
         py_id=cols["py_id"][rows],
         py_parent=cols["py_parent"][rows],
-        flow_id=cols["flow_id"][rows],
-        flow_cat=flow_cat[rows],
         nbytes=nbytes[rows],
-        input_dims=take(dims),
-        input_types=take(types),
-        concrete_inputs=take(concrete),
+        shape=shape[rows],
+        shapes=tuple(shape_args),
     )
     return events, dropped
 
@@ -429,18 +421,12 @@ def _ns_to_us(raw: list[_Event], offset: int) -> None:
 
 
 def _select_rows(ev: Events, rows: np.ndarray) -> Events:
-    """The events at `rows` (sorted), every column and row-keyed dict remapped."""
+    """The events at `rows`: every per-row column taken; the tables (names, shapes) kept whole."""
     n = len(ev)
-    remap = {int(old): new for new, old in enumerate(rows)}
     out: dict[str, Any] = {}
     for f in fields(Events):
         value = getattr(ev, f.name)
-        if isinstance(value, np.ndarray) and value.shape[:1] == (n,):
-            out[f.name] = value[rows]
-        elif isinstance(value, dict):
-            out[f.name] = {remap[i]: v for i, v in value.items() if i in remap}
-        else:
-            out[f.name] = value
+        out[f.name] = value[rows] if isinstance(value, np.ndarray) and value.shape[:1] == (n,) else value
     return Events(**out)
 
 

@@ -109,17 +109,16 @@ class _Event(msgspec.Struct, gc=False):
     tid: int | str | None = None
     ts: float | None = None  # missing: NaN in the column
     dur: float | None = None
-    id: int | None = None
     args: _Args = _NO_ARGS
 
 
 _DECODER = msgspec.json.Decoder(list[_Event])
-_FIELDS = ("ph", "cat", "name", "pid", "tid", "ts", "dur", "id", "args")
+_FIELDS = ("ph", "cat", "name", "pid", "tid", "ts", "dur", "args")
 _G = {k: attrgetter(k) for k in (*_FIELDS, *(f"args.{f}" for f in _Args.__struct_fields__))}
 _A = {f: attrgetter(f) for f in _Args.__struct_fields__}
 _DIMS, _TYPES, _CONCRETE = _A["input_dims"], _A["input_type"], _A["concrete"]
 _NUL = b"\x00"
-_INT_COLS = ("external_id", "correlation", "seq", "fwd_tid", "stream", "device", "py_id", "py_parent", "flow_id")
+_INT_COLS = ("external_id", "correlation", "seq", "fwd_tid", "stream", "device", "py_id", "py_parent")
 
 
 def _ints(get: Callable[[Any], Any], items: list[Any]) -> np.ndarray:
@@ -152,18 +151,13 @@ def _take(items: list[Any], at: np.ndarray) -> list[Any]:
     return [items[int(i)] for i in at]
 
 
-_PH_CODE = {"X": 1, "s": 2, "f": 3}
-
-
 def _cat_code(cat: str | None) -> int:
-    """The kind of an "X" event of this category (low 4 bits), and its flow category for "s"/"f"
-    events (high bits: 1 ac2g, 2 fwdbwd, 0 not a flow we keep)."""
-    kind = L._CATEGORY_KIND.get(cat, L.OTHER) if cat is not None else L.OTHER
-    return kind | (16 if cat == "ac2g" else 32 if cat == "fwdbwd" else 0)
+    """The kind of an "X" event of this category."""
+    return L._CATEGORY_KIND.get(cat, L.OTHER) if cat is not None else L.OTHER
 
 
-_PH_CODES: dict[Any, int] = {p: _PH_CODE.get(p, 0) for p in (None, *get_args(Phase))}
-_CAT_CODES: dict[Any, int] = {c: _cat_code(c) for c in (None, *L._CATEGORY_KIND, *L._FLOW_CATEGORIES)}
+_IS_X: dict[Any, bool] = {p: p == "X" for p in (None, *get_args(Phase))}
+_CAT_CODES: dict[Any, int] = {c: _cat_code(c) for c in (None, *L._CATEGORY_KIND)}
 
 
 _TABLES = ("name", "pid", "tid", "shape")
@@ -190,10 +184,8 @@ class _Block:
     dropped: int = 0
     max_abs_ts: float = 0.0
     cols: dict[str, np.ndarray] = field(default_factory=dict)  # final values
-    codes: dict[str, np.ndarray] = field(default_factory=dict)  # name, pid, tid: local codes
+    codes: dict[str, np.ndarray] = field(default_factory=dict)  # name, pid, tid, shape: local codes
     new: dict[str, list[Any]] = field(default_factory=dict)  # values first seen here, in order
-    shape_rows: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    shape_codes: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 def _lookup(
@@ -219,47 +211,43 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
     if not n:
         return out
     g = _G
-    # Kind per event from the phases (interned Literals) and categories: pure functions of value.
-    phc = np.fromiter(map(_PH_CODES.__getitem__, map(g["ph"], evs)), np.uint8, n)
-    try:
-        catc = np.fromiter(map(_CAT_CODES.__getitem__, map(g["cat"], evs)), np.uint8, n)
-    except KeyError:
-        cats = list(map(g["cat"], evs))
-        for c in dict.fromkeys(cats):
-            _CAT_CODES.setdefault(c, _cat_code(c))
-        catc = np.fromiter(map(_CAT_CODES.__getitem__, cats), np.uint8, n)
-    ts, dur = _floats(g["ts"], evs), _floats(g["dur"], evs)
-    fcat = catc >> 4
-    is_x, is_flow = phc == 1, (phc > 1) & (fcat > 0)
-    kind = np.where(is_x, catc & 15, np.where(phc == 2, L.FLOW_START, L.FLOW_END)).astype(np.uint8)
-    bad = (is_x & (np.isnan(ts) | np.isnan(dur))) | (is_flow & np.isnan(ts))
+    # Only complete ("X") events are kept: the phase (an interned Literal) is a pure function of value.
+    is_x = np.fromiter(map(_IS_X.__getitem__, map(g["ph"], evs)), bool, n)
+    rows = np.flatnonzero(is_x)
+    x = evs if rows.size == n else _take(evs, rows)
+    ts, dur = _floats(g["ts"], x), _floats(g["dur"], x)
+    bad = np.isnan(ts) | np.isnan(dur)
     out.dropped = int(bad.sum())
-    rows = np.flatnonzero((is_x | is_flow) & ~bad)
-    m = out.m = int(rows.size)
+    if out.dropped:
+        good = np.flatnonzero(~bad)
+        x, ts, dur = _take(x, good), ts[good], dur[good]
+    m = out.m = len(x)
     if not m:
         return out
-    kept = evs if m == n else _take(evs, rows)
-    kind, ts, dur, fcat, is_x = kind[rows], ts[rows], dur[rows], fcat[rows], is_x[rows]
-    if is_x.any():
-        out.max_abs_ts = float(np.abs(ts[is_x]).max())
+    out.max_abs_ts = float(np.abs(ts).max())
+    try:
+        kind = np.fromiter(map(_CAT_CODES.__getitem__, map(g["cat"], x)), np.uint8, m)
+    except KeyError:
+        cats = list(map(g["cat"], x))
+        for c in dict.fromkeys(cats):
+            _CAT_CODES.setdefault(c, _cat_code(c))
+        kind = np.fromiter(map(_CAT_CODES.__getitem__, cats), np.uint8, m)
 
     lut, new = tables.lut, out.new
-    out.codes = {k: _lookup(lut[k], new[k], g[k], kept, np.int64) for k in ("name", "pid", "tid")}
+    out.codes = {k: _lookup(lut[k], new[k], g[k], x, np.int64) for k in ("name", "pid", "tid")}
     c = out.cols
-    c["kind"], c["ts"], c["dur"] = kind, ts, np.where(is_x, dur, 0.0)
-    c["flow_cat"] = np.where(is_x, 0, fcat).astype(np.int8)
-    args = list(map(g["args"], kept))
+    c["kind"], c["ts"], c["dur"] = kind, ts, dur
+    args = list(map(g["args"], x))
     c["external_id"] = _ints(_A["external_id"], args)
     c["correlation"] = _ints(_A["correlation"], args)
     # Fields that only some kinds carry (as in the full path): gathered from those rows only.
     for mask, fields in (
-        (~is_x, ("flow_id",)),
         (kind == L.CPU_OP, ("seq", "fwd_tid")),
         (np.isin(kind, L.GPU_KINDS), ("stream", "device", "nbytes")),
         (kind == L.PYTHON_FUNCTION, ("py_id", "py_parent")),
     ):
         at = np.flatnonzero(mask)
-        some = _take(kept if fields[0] == "flow_id" else args, at)
+        some = _take(args, at)
         for name in fields:
             if name == "nbytes":
                 col = np.zeros(m)
@@ -267,7 +255,7 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
                 col[at] = np.where(np.isfinite(vals), vals, 0.0)
             else:
                 col = np.full(m, L.NO_ID, np.int64)
-                col[at] = _ints(g["id"] if name == "flow_id" else _A[name], some)
+                col[at] = _ints(_A[name], some)
             c[name] = col
 
     # Shape arguments of the CPU ops that have Input Dims: one code per distinct (dims, types,
@@ -275,13 +263,13 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
     cpu = np.flatnonzero(kind == L.CPU_OP)
     cpu_args = _take(args, cpu)
     has = np.flatnonzero(np.fromiter(map(len, map(_DIMS, cpu_args)), np.int64, cpu.size))
+    shape = out.codes["shape"] = np.full(m, L.NO_ID, np.int64)
     if has.size:
         with_dims = _take(cpu_args, has)
         keys = list(
             map(_NUL.join, zip(map(_DIMS, with_dims), map(_TYPES, with_dims), map(_CONCRETE, with_dims), strict=True))
         )
-        out.shape_rows = cpu[has]
-        out.shape_codes = _lookup(lut["shape"], new["shape"], None, keys, np.int64)
+        shape[cpu[has]] = _lookup(lut["shape"], new["shape"], None, keys, np.int64)
     return out
 
 
@@ -316,12 +304,9 @@ class _Columns:
         self.names: dict[str, int] = {}
         self.pid_of, self.tid_of = L._Interner(), L._Interner()
         self.parts: dict[str, list[np.ndarray]] = {k: [] for k in _COLS}
-        self.dims: dict[int, msgspec.Raw] = {}
-        self.types: dict[int, msgspec.Raw] = {}
-        self.concrete: dict[int, msgspec.Raw] = {}
+        self.shapes: list[L.ShapeArgs] = []
         self.ids: dict[str, dict[Any, int]] = {k: {} for k in _TABLES}  # value → global id
         self.maps: dict[tuple[int, int], dict[str, list[int]]] = {}  # per process: local code → global id
-        self.shape_parts: tuple[list[msgspec.Raw | None], ...] = ([], [], [])
         self.rows = 0
         self.dropped = 0
         self.max_abs_ts = 0.0
@@ -333,9 +318,9 @@ class _Columns:
             return self.pid_of(value)
         if table == "tid":
             return self.tid_of(value)
-        for u, part in zip(self.shape_parts, value.split(_NUL), strict=True):
-            u.append(msgspec.Raw(part) if part else None)
-        return len(self.shape_parts[0]) - 1
+        dims, types, concrete = value.split(_NUL)
+        self.shapes.append(L.ShapeArgs(msgspec.Raw(dims), msgspec.Raw(types) or None, msgspec.Raw(concrete) or None))
+        return len(self.shapes) - 1
 
     def merge(self, b: _Block) -> None:
         self.dropped += b.dropped
@@ -353,16 +338,8 @@ class _Columns:
         p = self.parts
         for k, col in b.cols.items():
             p[k].append(col)
-        for k in ("name", "pid", "tid"):
-            p[k].append(np.array(maps[k], np.int64)[b.codes[k]])
-        if b.shape_rows.size:
-            uid = np.array(maps["shape"], np.int64)[b.shape_codes]
-            rows = b.shape_rows + self.rows
-            dims, types, concrete = (np.array([*u, None], dtype=object)[:-1][uid] for u in self.shape_parts)
-            self.dims.update(zip(rows.tolist(), dims.tolist(), strict=True))
-            for out, raws in ((self.types, types), (self.concrete, concrete)):
-                given = np.flatnonzero(raws != None)  # noqa: E711 - elementwise on an object array
-                out.update(zip(rows[given].tolist(), raws[given].tolist(), strict=True))
+        for k in _TABLES:  # local code → global id; NO_ID (-1, no shape) picks the appended NO_ID
+            p[k].append(np.array([*maps[k], L.NO_ID], np.int64)[b.codes[k]])
         self.rows += b.m
 
     def events(self) -> L.Events:
@@ -387,16 +364,13 @@ class _Columns:
             device=cat("device", np.int64),
             py_id=cat("py_id", np.int64),
             py_parent=cat("py_parent", np.int64),
-            flow_id=cat("flow_id", np.int64),
-            flow_cat=cat("flow_cat", np.int8),
             nbytes=cat("nbytes", np.float64),
-            input_dims=self.dims,
-            input_types=self.types,
-            concrete_inputs=self.concrete,
+            shape=cat("shape", np.int32),
+            shapes=tuple(self.shapes),
         )
 
 
-_COLS = ("kind", "name", "ts", "dur", "pid", "tid", "flow_cat", "nbytes", *_INT_COLS)
+_COLS = ("kind", "name", "ts", "dur", "pid", "tid", "nbytes", "shape", *_INT_COLS)
 
 
 def _open(path: Path) -> tuple[Any, Any, int, bool] | None:
@@ -576,10 +550,10 @@ def _ranges(
     if n_workers > 1 and len(ranges) > 1 and _can_fork():
         # This process decodes every n-th block itself; n - 1 forked workers decode the others.
         n = min(n_workers, len(ranges))
-        pool = ProcessPoolExecutor(n - 1, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)
+        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)
         try:
             futures: dict[int, Future[_Block]] = {
-                i: pool.submit(_decode_range, path, a, b) for i, (a, b) in enumerate(ranges) if i % n
+                i: pool.submit(_decode_range, path, a, b) for i, (a, b) in enumerate(ranges)
             }
         except (OSError, RuntimeError, AssertionError) as exc:  # no processes to be had
             pool.shutdown(wait=False, cancel_futures=True)
@@ -587,7 +561,7 @@ def _ranges(
         with pool:
             try:
                 for i, (a, b) in enumerate(ranges):
-                    merge(futures[i].result() if i % n else _decode_range(path, a, b, tables), b - a)
+                    merge(futures[i].result(), b - a)
             except BrokenProcessPool as exc:  # a worker died (killed for memory?): one process then
                 raise _NoWorkers from exc
             finally:

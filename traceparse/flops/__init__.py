@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -26,7 +25,7 @@ from traceparse.flops.formulas import (
     OpArgs,
 )
 from traceparse.flops.peaks import dtype_of_input_type
-from traceparse.load import CPU_OP
+from traceparse.load import CPU_OP, ShapeArgs
 from traceparse.scopes import BACKWARD, FORWARD
 
 KINDS = ("gemm", "attention", "conv", "ssm", "elementwise")
@@ -77,30 +76,23 @@ def count_flops(attr: Attribution, metadata: dict[str, Any], convention: Attenti
     counted = np.flatnonzero(is_formula & (above < 0))
 
     # A model repeats the same op on the same shapes in every layer and step: evaluate each
-    # distinct (op, shape arguments) once. The streamed loader shares one Raw per distinct value,
-    # so object identity is the key; the full loader's Raws are all distinct, so when identity
-    # finds few repeats the raw JSON bytes are the key instead.
-    rows = forest.rows[counted].tolist()
-    dims = list(map(ev.input_dims.get, rows))
-    concrete = list(map(ev.concrete_inputs.get, rows))
-    types = list(map(ev.input_types.get, rows))
-    name_ids = name_of_pos[counted].tolist()
-    keys: list[tuple[Any, ...]] = list(zip(name_ids, map(id, dims), map(id, concrete), map(id, types), strict=True))
-    if len(set(keys)) > max(1000, len(keys) // 4):
-        keys = list(zip(name_ids, map(_bytes, dims), map(_bytes, concrete), map(_bytes, types), strict=True))
-    first = dict(zip(reversed(keys), range(len(keys) - 1, -1, -1), strict=True))  # key → its first op
-    seen = {
-        k: _count_one(names[k[0]], dims[j], concrete[j], types[j], convention) if dims[j] is not None else _UNKNOWN
-        for k, j in ((k, first[k]) for k in dict.fromkeys(keys))
-    }
-    got = list(map(seen.__getitem__, keys))
-    flops = np.fromiter(map(itemgetter(0), got), np.float64, len(got))
-    kind = np.fromiter(map(itemgetter(1), got), np.int8, len(got))
+    # distinct (op name, shape arguments) pair once (the loader numbers distinct shapes).
+    name_ids = name_of_pos[counted].astype(np.int64)
+    shape_ids = ev.shape[forest.rows[counted]].astype(np.int64)
+    pairs = name_ids * (len(ev.shapes) + 1) + (shape_ids + 1)
+    _, first, inverse = np.unique(pairs, return_index=True, return_inverse=True)
+    seen = [
+        _count_one(names[name_ids[j]], ev.shapes[shape_ids[j]], convention) if shape_ids[j] >= 0 else _UNKNOWN
+        for j in first.tolist()
+    ]
+    flops = np.array([f for f, _, _ in seen], np.float64)[inverse]
+    kind = np.array([k for _, k, _ in seen], np.int8)[inverse]
+    times = np.bincount(inverse, minlength=len(seen))
     gemm_dtypes: Counter[str] = Counter()
-    times = Counter(keys)
-    for k, (f, k_kind, dt) in seen.items():  # in order of first appearance, as Counter ties need
+    for u in np.argsort(first, kind="stable").tolist():  # in order of first appearance, as Counter ties need
+        f, k_kind, dt = seen[u]
         if k_kind >= 0 and dt:
-            gemm_dtypes[dt] += int(f) * times[k]
+            gemm_dtypes[dt] += int(f) * int(times[u])
     ok = kind >= 0
     counted, flops, kind = counted[ok], flops[ok], kind[ok]
     call = attr.call_of_pos(counted) if counted.size else np.empty(0, np.int64)
@@ -159,22 +151,16 @@ def count_flops(attr: Attribution, metadata: dict[str, Any], convention: Attenti
         item_tensor=tensor,
         dtype=gemm_dtypes.most_common(1)[0][0] if gemm_dtypes else None,
         convention=convention,
-        has_shapes=bool(ev.input_dims),
+        has_shapes=bool(ev.shapes),
     )
 
 
 _UNKNOWN: tuple[float, int, str | None] = (0.0, -1, None)
 
 
-def _bytes(raw: Any) -> bytes:
-    return b"" if raw is None else bytes(raw)
-
-
-def _count_one(
-    name: str, dims: Any, concrete: Any, types: Any, convention: AttentionConvention
-) -> tuple[float, int, str | None]:
+def _count_one(name: str, shape: ShapeArgs, convention: AttentionConvention) -> tuple[float, int, str | None]:
     """(FLOPs, index into KINDS or -1 when unknown, dtype of a GEMM's first input or None)."""
-    args = OpArgs(_safe(dims), _safe(concrete), _safe(types))
+    args = OpArgs(_safe(shape.dims), _safe(shape.concrete), _safe(shape.types))
     try:
         got = FORMULAS[name](args, convention)
     except (TypeError, ValueError, IndexError, ZeroDivisionError):
@@ -219,7 +205,8 @@ def _mamba_terms(
     for j in np.flatnonzero((kind == gemm) & (call >= 0)):
         parent_call = int(calls.parent[call[j]])
         if parent_call >= 0 and mixer[parent_call] and parent_call not in tokens and phase[j] == FORWARD:
-            dims = _safe(attr.index.events.input_dims.get(int(attr.index.forest.rows[counted[j]])))
+            args = attr.index.events.shape_of(int(attr.index.forest.rows[counted[j]]))
+            dims = _safe(args.dims if args is not None else None)
             first = next((d for d in dims if isinstance(d, list) and len(d) == 2), None)
             if first:
                 tokens[parent_call] = float(first[0])
