@@ -1,14 +1,15 @@
 """The fast path of stage 1: a Kineto trace streamed from disk into columns, block by block.
 
-`load_trace` tries this first. The file is cut into blocks of ~32 MiB of whole events; each is
+`load_trace` tries this first. The file is cut into blocks of ~16 MiB of whole events; each is
 wrapped in brackets and decoded by msgspec into small structs with strict field types, which
 become numpy columns through C-level `map(attrgetter)` passes and value→code tables (no
 per-event Python statements). Only one block's structs exist at a time per process, and the
 shape arguments are kept once per distinct value, so peak memory is the columns, not the JSON
-text nor a Python object per event. On Linux an uncompressed file's blocks are shared with
-forked worker processes (one process per core in all, up to 4; TRACEPARSE_WORKERS=1 turns them
-off); a gzip is streamed through this process. Blocks are merged in file order, so ids come out
-as a sequential read numbers them.
+text nor a Python object per event. On Linux an uncompressed file's blocks are decoded by
+forked worker processes (one per core, up to 4; TRACEPARSE_WORKERS=1 decodes in this process)
+while this one only merges their columns: merging is cheap, so keeping it off the workers' path
+beats decoding here too. A gzip is streamed through this process. Blocks are merged in file
+order, so ids come out as a sequential read numbers them.
 
 Cutting needs no JSON scanner: a JSON string cannot hold a raw newline, so Kineto's event
 separator `},\n  {` (the whitespace seen between `[` and the first event) occurs only between
@@ -46,7 +47,7 @@ import numpy as np
 from traceparse import load as L
 from traceparse.errors import TraceparseError
 
-BLOCK = 32 << 20  # bytes of JSON decoded at a time
+BLOCK = 16 << 20  # bytes of JSON decoded at a time (small enough to balance two workers' last blocks)
 MAX_WORKERS = 4
 _HEAD_LIMIT = 64 << 20  # a header (metadata before the events) larger than this: full path
 _KEY = re.compile(rb'"traceEvents"\s*:\s*\[([ \t\r\n]*)')
@@ -273,7 +274,7 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
     return out
 
 
-_BUFFER = bytearray()  # reused from block to block: fresh 32 MiB buffers cost page faults
+_BUFFER = bytearray()  # reused from block to block: fresh 16 MiB buffers cost page faults
 
 
 def _decode_range(path: str, start: int, end: int, tables: _Tables | None = None) -> _Block:
@@ -405,8 +406,8 @@ def _fill(stream: Any, view: memoryview) -> int:
 
 
 def workers() -> int:
-    """Processes decoding an uncompressed file, this one included: TRACEPARSE_WORKERS, else one
-    per core (at most 4)."""
+    """Worker processes decoding an uncompressed file (1: decode in this process instead):
+    TRACEPARSE_WORKERS, else one per core (at most 4)."""
     env = os.environ.get("TRACEPARSE_WORKERS", "")
     if env.strip().isdigit():
         return max(1, int(env))
@@ -548,7 +549,7 @@ def _ranges(
             progress(first + done, size)
 
     if n_workers > 1 and len(ranges) > 1 and _can_fork():
-        # This process decodes every n-th block itself; n - 1 forked workers decode the others.
+        # n forked workers decode every block; this process merges them in order as they come.
         n = min(n_workers, len(ranges))
         pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)
         try:
