@@ -37,9 +37,9 @@ def _bench():
     return mod
 
 
-def _full(path: Path) -> tuple[L._Trace, L.Events, int]:
+def _full(path: Path, shapes_for: L.ShapesFor = None) -> tuple[L._Trace, L.Events, int]:
     decoded, _ = L._decode(L._read_bytes(path), path)
-    events, dropped = L._columns(decoded.traceEvents)
+    events, dropped = L._columns(decoded.traceEvents, shapes_for)
     return decoded, events, dropped
 
 
@@ -72,6 +72,25 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("scale") / "qwen-x4.pt.trace.json"
     bench.write_trace(bench.load_template(QWEN_TRAIN), 4, out)
     return out
+
+
+@pytest.mark.parametrize("path", FIXTURES[:3], ids=lambda p: p.name.split(".pt.")[0])
+def test_only_the_shapes_the_flop_counter_reads_are_kept_and_alike_on_both_paths(path: Path) -> None:
+    from traceparse.flops import shapes_needed
+
+    fast = stream.load_columns(path, shapes_for=shapes_needed, n_workers=2, block=256 << 10)
+    assert fast is not None
+    events = fast[1]
+    assert_same_events(events, _full(path, shapes_needed)[1])
+    every = _full(path)[1]
+    names = np.array(events.names, dtype=object)
+    kept = events.shape >= 0
+    assert events.shapes_recorded and 0 < kept.sum() < (every.shape >= 0).sum()
+    assert all(shapes_needed(n) for n in set(names[events.name[kept]]))
+    wanted = np.array([shapes_needed(n) for n in every.names])[every.name] & (every.shape >= 0)
+    np.testing.assert_array_equal(kept, wanted)  # every wanted op kept its shapes
+    for row in np.flatnonzero(kept)[:: max(1, int(kept.sum()) // 50)]:
+        assert events.shape_of(int(row)) == every.shape_of(int(row))
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -287,6 +306,7 @@ def test_forest_parents_are_the_innermost_containers(seed: int) -> None:
         nbytes=np.zeros(n),
         shape=np.full(n, -1, np.int32),
         shapes=(),
+        shapes_recorded=False,
     )
     forest = build_forest(ev)
     got = {int(r): (int(forest.rows[p]) if p >= 0 else -1) for r, p in zip(forest.rows, forest.parent, strict=True)}
@@ -364,3 +384,17 @@ def test_shape_arguments_are_numbered_once_per_distinct_value() -> None:
     assert len(set(texts)) == len(texts)  # no two codes for one value
     assert all(isinstance(s.dims, msgspec.Raw) and msgspec.json.decode(s.dims) is not None for s in ev.shapes)
     assert (ev.kind[ev.shape >= 0] == L.CPU_OP).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0.0, 1.0, 1.5, 2.0, 7.25]), st.integers(-3, 3)), max_size=80)
+)
+def test_nearly_sorted_lexsort_is_lexsort(rows: list[tuple[int, float, int]]) -> None:
+    from traceparse.index import lexsort_nearly_sorted
+
+    thread = np.array([r[0] for r in rows], np.int64)
+    time_ = np.array([r[1] for r in rows], float)
+    minor = np.array([r[2] for r in rows], np.int64)
+    keys = (minor, time_, thread)
+    np.testing.assert_array_equal(lexsort_nearly_sorted(keys), np.lexsort(keys))

@@ -7,7 +7,6 @@ work after the last step) are left out of the per-step tables and counted in a n
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from typing import Any
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from traceparse.attribute import Attribution
 from traceparse.blocks import Blocks, block_of_calls, find_blocks
-from traceparse.flops import FlopTable
+from traceparse.flops import EMBEDDING, FlopTable
 from traceparse.flops.formulas import TENSOR_KINDS
 from traceparse.flops.peaks import peak_tflops
 from traceparse.generation import generation_summary, is_generation
@@ -448,12 +447,9 @@ def _int_or_none(v: Any) -> int | None:
     return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-_EMBED = re.compile(r"^aten::embedding$")
-
-
 def _hidden_from_trace(attr: Attribution) -> int | None:
     ev = attr.index.events
-    ids = [i for i, n in enumerate(ev.names) if _EMBED.match(n)]
+    ids = [i for i, n in enumerate(ev.names) if n == EMBEDDING]
     if not ids:
         return None
     import msgspec

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from traceparse.aggregate import build_report
 from traceparse.attribute import Attribution, attribute
-from traceparse.flops import FlopTable, count_flops
+from traceparse.flops import FlopTable, count_flops, shapes_needed
 from traceparse.flops.formulas import AttentionConvention
 from traceparse.index import build_index
 from traceparse.load import Trace, load_trace
@@ -38,7 +38,7 @@ def run_pipeline(
 ) -> Analysis:
     """`progress(stage, fraction or None)` hears of each stage (traceparse.progress.Progress shows it)."""
     say: Callable[[str, float | None], None] = progress or (lambda _stage, _fraction: None)
-    trace = load_trace(path, lambda done, total: say("reading", done / total if total else None))
+    trace = load_trace(path, lambda done, total: say("reading", done / total if total else None), shapes_needed)
     say("indexing", None)
     index = build_index(trace.events)
     say("attributing", None)

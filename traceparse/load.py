@@ -43,6 +43,10 @@ _CATEGORY_KIND = {
 }
 NO_ID = -1
 
+# Which CPU ops' shape arguments to keep, by op name (None: every op's). Shapes are only read
+# for FLOPs, and numbering them costs a third of a million-event load when every op keeps them.
+ShapesFor = Callable[[str], bool] | None
+
 
 _EMPTY = msgspec.Raw()
 
@@ -128,6 +132,7 @@ class Events:
     nbytes: np.ndarray  # float64 (memcpy/memset)
     shape: np.ndarray  # int32 index into `shapes`; NO_ID: not a CPU op with "Input Dims"
     shapes: tuple[ShapeArgs, ...]  # in order of first appearance
+    shapes_recorded: bool  # some CPU op has "Input Dims" (record_shapes), kept or not
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
@@ -277,8 +282,9 @@ def _as_float(value: Any) -> float:
     return out if math.isfinite(out) else 0.0
 
 
-def _columns(raw: list[_Event]) -> tuple[Events, int]:
+def _columns(raw: list[_Event], shapes_for: ShapesFor = None) -> tuple[Events, int]:
     names: dict[str, int] = {}
+    wants: dict[str, bool] = {}  # shapes_for per name, asked once
     kind = np.empty(len(raw), np.uint8)
     keep = np.ones(len(raw), bool)
     pid_of, tid_of = _Interner(), _Interner()
@@ -305,6 +311,7 @@ def _columns(raw: list[_Event]) -> tuple[Events, int]:
     shape = np.full(n, NO_ID, np.int32)
     shapes: dict[bytes, int] = {}  # the three raw texts joined by NUL (never in JSON text) → code
     shape_args: list[ShapeArgs] = []
+    recorded = False
     dropped = 0
     name_col, ext, corr = cols["name"], cols["external_id"], cols["correlation"]
     for i, e in enumerate(raw):
@@ -337,7 +344,8 @@ def _columns(raw: list[_Event]) -> tuple[Events, int]:
         if k == CPU_OP:
             cols["seq"][i] = _as_int(a.seq)
             cols["fwd_tid"][i] = _as_int(a.fwd_tid)
-            if a.input_dims:
+            recorded = recorded or bool(a.input_dims)
+            if a.input_dims and (shapes_for is None or wants.setdefault(nm, shapes_for(nm))):
                 key = b"\x00".join((a.input_dims, a.input_type, a.concrete))
                 code = shapes.get(key)
                 if code is None:
@@ -372,6 +380,7 @@ def _columns(raw: list[_Event]) -> tuple[Events, int]:
         nbytes=nbytes[rows],
         shape=shape[rows],
         shapes=tuple(shape_args),
+        shapes_recorded=recorded,
     )
     return events, dropped
 
@@ -505,15 +514,22 @@ def _clean_metadata(raw: Any) -> tuple[dict[str, Any], list[str]]:
     return meta, notes
 
 
-def load_trace(path: str | os.PathLike[str], progress: Callable[[int, int], None] | None = None) -> Trace:
+def load_trace(
+    path: str | os.PathLike[str],
+    progress: Callable[[int, int], None] | None = None,
+    shapes_for: ShapesFor = None,
+) -> Trace:
     """Read a Kineto/Chrome trace (.json or .json.gz, object or array form) into columns.
 
-    `progress(bytes_read, file_size)` is called as a large file streams in (fast path only)."""
+    `progress(bytes_read, file_size)` is called as a large file streams in (fast path only).
+    `shapes_for(op_name)`: keep shape arguments only for ops it accepts (a module-level function:
+    worker processes get it too); None keeps them for every op."""
     from traceparse.stream import load_columns
 
     p = Path(path)
     try:
-        fast = load_columns(p, progress)  # Kineto's own layout, streamed; None: decode it whole here
+        # Kineto's own layout, streamed; None: decode it whole here.
+        fast = load_columns(p, progress, shapes_for=shapes_for)
     except (OSError, EOFError, zlib.error):  # a damaged file: the full path reports it
         fast = None
     decoded, form = (fast[0], "object") if fast else _decode(_read_bytes(p), p)
@@ -528,7 +544,7 @@ def load_trace(path: str | os.PathLike[str], progress: Callable[[int, int], None
         if offset is not None:
             _ns_to_us(decoded.traceEvents, offset)
             notes.append("Timestamps and durations were in nanoseconds: converted to microseconds.")
-        events, dropped = fast[1:] if fast else _columns(decoded.traceEvents)
+        events, dropped = fast[1:] if fast else _columns(decoded.traceEvents, shapes_for)
     except OverflowError:
         raise NotATraceError(f"{p}: a timestamp or duration is out of range") from None
     events, out_of_range = _sane_times(events)

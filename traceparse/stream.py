@@ -170,7 +170,19 @@ class _Tables:
     shape seen in an earlier block is then one dict lookup inside a C-level pass."""
 
     token: tuple[int, int] = (0, 0)
+    shapes_for: L.ShapesFor = None
     lut: dict[str, dict[Any, int]] = field(default_factory=lambda: {k: {} for k in _TABLES})
+    wants_shapes: np.ndarray = field(default_factory=lambda: np.empty(0, bool))  # per name code
+
+    def names_wanting_shapes(self, codes: np.ndarray) -> np.ndarray:
+        """Per name code: does the caller want this op's shape arguments (extended for new names)."""
+        names = self.lut["name"]
+        if self.wants_shapes.size < len(names):
+            new = list(names)[self.wants_shapes.size :]
+            keep = self.shapes_for
+            more = [keep is None or keep(n or "") for n in new]  # a missing name is "" (as merged)
+            self.wants_shapes = np.concatenate([self.wants_shapes, np.array(more, bool)])
+        return self.wants_shapes[codes]
 
 
 _WORKER_TABLES = _Tables()
@@ -184,6 +196,7 @@ class _Block:
     m: int = 0
     dropped: int = 0
     max_abs_ts: float = 0.0
+    shapes_recorded: bool = False
     cols: dict[str, np.ndarray] = field(default_factory=dict)  # final values
     codes: dict[str, np.ndarray] = field(default_factory=dict)  # name, pid, tid, shape: local codes
     new: dict[str, list[Any]] = field(default_factory=dict)  # values first seen here, in order
@@ -259,11 +272,15 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
                 col[at] = _ints(_A[name], some)
             c[name] = col
 
-    # Shape arguments of the CPU ops that have Input Dims: one code per distinct (dims, types,
-    # concrete) triple, keyed by the three raw JSON texts joined by NUL (never in raw JSON text).
-    cpu = np.flatnonzero(kind == L.CPU_OP)
+    # Shape arguments of the CPU ops that have Input Dims (and whose name the caller wants them
+    # for): one code per distinct (dims, types, concrete) triple, keyed by the three raw JSON
+    # texts joined by NUL (never in raw JSON text).
+    is_cpu = kind == L.CPU_OP
+    cpu = np.flatnonzero(is_cpu & tables.names_wanting_shapes(out.codes["name"]))
     cpu_args = _take(args, cpu)
     has = np.flatnonzero(np.fromiter(map(len, map(_DIMS, cpu_args)), np.int64, cpu.size))
+    # record_shapes gives (nearly) every op Input Dims: a sample of all CPU ops tells if it was on.
+    out.shapes_recorded = bool(has.size) or any(map(len, map(_DIMS, _take(args, np.flatnonzero(is_cpu)[:256]))))
     shape = out.codes["shape"] = np.full(m, L.NO_ID, np.int64)
     if has.size:
         with_dims = _take(cpu_args, has)
@@ -292,16 +309,17 @@ def _decode_range(path: str, start: int, end: int, tables: _Tables | None = None
     return _columnize(_DECODER.decode(view), tables or _WORKER_TABLES)
 
 
-def _init_worker() -> None:
+def _init_worker(shapes_for: L.ShapesFor) -> None:
     global _WORKER_TABLES
-    _WORKER_TABLES = _Tables((os.getpid(), 0))
+    _WORKER_TABLES = _Tables((os.getpid(), 0), shapes_for)
 
 
 class _Columns:
     """Columns of the kept events, merged block by block in file order (same rows and ids as
     `load._columns`: names, pids and tids are numbered in order of first appearance)."""
 
-    def __init__(self) -> None:
+    def __init__(self, shapes_for: L.ShapesFor = None) -> None:
+        self.shapes_for = shapes_for
         self.names: dict[str, int] = {}
         self.pid_of, self.tid_of = L._Interner(), L._Interner()
         self.parts: dict[str, list[np.ndarray]] = {k: [] for k in _COLS}
@@ -309,6 +327,7 @@ class _Columns:
         self.ids: dict[str, dict[Any, int]] = {k: {} for k in _TABLES}  # value → global id
         self.maps: dict[tuple[int, int], dict[str, list[int]]] = {}  # per process: local code → global id
         self.rows = 0
+        self.shapes_recorded = False
         self.dropped = 0
         self.max_abs_ts = 0.0
 
@@ -326,6 +345,7 @@ class _Columns:
     def merge(self, b: _Block) -> None:
         self.dropped += b.dropped
         self.max_abs_ts = max(self.max_abs_ts, b.max_abs_ts)
+        self.shapes_recorded = self.shapes_recorded or b.shapes_recorded
         if not b.m:
             return
         maps = self.maps.setdefault(b.token, {k: [] for k in _TABLES})
@@ -368,6 +388,7 @@ class _Columns:
             nbytes=cat("nbytes", np.float64),
             shape=cat("shape", np.int32),
             shapes=tuple(self.shapes),
+            shapes_recorded=self.shapes_recorded,
         )
 
 
@@ -416,17 +437,22 @@ def workers() -> int:
 
 
 def load_columns(
-    path: str | os.PathLike[str], progress: Progress | None = None, block: int = BLOCK, n_workers: int | None = None
+    path: str | os.PathLike[str],
+    progress: Progress | None = None,
+    block: int = BLOCK,
+    n_workers: int | None = None,
+    shapes_for: L.ShapesFor = None,
 ) -> tuple[L._Trace, L.Events, int] | None:
     """(top-level fields with no events, the kept events as columns, events dropped), or None
-    when the full path must load this file (see the module docstring)."""
+    when the full path must load this file (see the module docstring). `shapes_for` as in
+    `load_trace`; worker processes get it by fork, so it must be a module-level function."""
     opened = _open(Path(path))
     if opened is None:
         return None
     stream, raw, size, gz = opened
     try:
         header, sep, first = _header(stream)
-        cols = _Columns()
+        cols = _Columns(shapes_for)
         if gz:
             top = _stream(stream, raw, size, header, sep, first, cols, progress, block)
         else:
@@ -434,7 +460,7 @@ def load_columns(
             try:
                 top = _ranges(raw, size, header, sep, start, cols, progress, block, n_workers or workers())
             except _NoWorkers:
-                cols = _Columns()
+                cols = _Columns(shapes_for)
                 top = _ranges(raw, size, header, sep, start, cols, progress, block, 1)
         if top.displayTimeUnit == "ns" or cols.max_abs_ts > L._NS_MAGNITUDE:
             raise _Bail  # nanoseconds: the full path converts them
@@ -475,7 +501,7 @@ def _stream(
     block: int,
 ) -> L._Trace:
     """A gzip (no random access): read, cut and decode block after block in this process."""
-    tables = _Tables((os.getpid(), id(cols)))
+    tables = _Tables((os.getpid(), id(cols)), cols.shapes_for)
     while True:
         buf = bytearray(len(carry) + block + 2)
         buf[0] = 0x5B  # "["
@@ -539,7 +565,7 @@ def _ranges(
     ranges = list(zip(cuts, [*ends, last + 1], strict=True)) if last > 0 else []
     path = raw.name
     done = 0
-    tables = _Tables((os.getpid(), id(cols)))
+    tables = _Tables((os.getpid(), id(cols)), cols.shapes_for)
 
     def merge(block: _Block, nbytes: int) -> None:
         nonlocal done
@@ -551,7 +577,9 @@ def _ranges(
     if n_workers > 1 and len(ranges) > 1 and _can_fork():
         # n forked workers decode every block; this process merges them in order as they come.
         n = min(n_workers, len(ranges))
-        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker)
+        pool = ProcessPoolExecutor(
+            n, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(cols.shapes_for,)
+        )
         try:
             futures: dict[int, Future[_Block]] = {
                 i: pool.submit(_decode_range, path, a, b) for i, (a, b) in enumerate(ranges)
@@ -575,7 +603,7 @@ def _ranges(
     tail = raw.read()
     if progress is not None:
         progress(size, size)
-    return _finish(tail, header, cols, _Tables((os.getpid(), id(tail))))
+    return _finish(tail, header, cols, _Tables((os.getpid(), id(tail)), cols.shapes_for))
 
 
 def _finish(rest: bytes, header: bytes, cols: _Columns, tables: _Tables) -> L._Trace:

@@ -29,7 +29,13 @@ from traceparse.load import CPU_OP, ShapeArgs
 from traceparse.scopes import BACKWARD, FORWARD
 
 KINDS = ("gemm", "attention", "conv", "ssm", "elementwise")
+EMBEDDING = "aten::embedding"  # its weight's shape gives the hidden size (aggregate)
 _decode = msgspec.json.Decoder()
+
+
+def shapes_needed(op_name: str) -> bool:
+    """Whether the pipeline reads this op's shape arguments: the loader keeps only those."""
+    return op_name in FORMULAS or op_name == EMBEDDING
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,7 @@ def count_flops(attr: Attribution, metadata: dict[str, Any], convention: Attenti
         item_tensor=tensor,
         dtype=gemm_dtypes.most_common(1)[0][0] if gemm_dtypes else None,
         convention=convention,
-        has_shapes=bool(ev.shapes),
+        has_shapes=ev.shapes_recorded,
     )
 
 
