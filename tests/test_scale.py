@@ -76,7 +76,7 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("path", FIXTURES[:3], ids=lambda p: p.name.split(".pt.")[0])
 def test_only_the_shapes_the_flop_counter_reads_are_kept_and_alike_on_both_paths(path: Path) -> None:
-    from traceparse.flops import shapes_needed
+    from traceparse.flops.formulas import shapes_needed
 
     fast = stream.load_columns(path, shapes_for=shapes_needed, n_workers=2, block=256 << 10)
     assert fast is not None

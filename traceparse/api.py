@@ -2,6 +2,9 @@
 
 report = traceparse.analyze("trace.json.gz")
 report.blocks_df, report.module_types_df, ...
+
+Only the loader is imported up front: the later stages (and their libraries) are imported while
+the loader's worker processes decode a large file, so their import time is not added to the wall.
 """
 
 from __future__ import annotations
@@ -9,15 +12,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from traceparse.aggregate import build_report
-from traceparse.attribute import Attribution, attribute
-from traceparse.flops import FlopTable, count_flops, shapes_needed
-from traceparse.flops.formulas import AttentionConvention
-from traceparse.index import build_index
+from traceparse.flops.formulas import AttentionConvention, shapes_needed
 from traceparse.load import Trace, load_trace
-from traceparse.render import render
-from traceparse.report import Report
+
+if TYPE_CHECKING:
+    from traceparse.attribute import Attribution
+    from traceparse.flops import FlopTable
+    from traceparse.report import Report
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,11 @@ class Analysis:
     report: Report
 
 
+def _import_later_stages() -> None:
+    import traceparse.aggregate
+    import traceparse.render  # noqa: F401
+
+
 def run_pipeline(
     path: str | os.PathLike[str],
     attention: AttentionConvention = "causal",
@@ -38,7 +46,14 @@ def run_pipeline(
 ) -> Analysis:
     """`progress(stage, fraction or None)` hears of each stage (traceparse.progress.Progress shows it)."""
     say: Callable[[str, float | None], None] = progress or (lambda _stage, _fraction: None)
-    trace = load_trace(path, lambda done, total: say("reading", done / total if total else None), shapes_needed)
+    trace = load_trace(
+        path, lambda done, total: say("reading", done / total if total else None), shapes_needed, _import_later_stages
+    )
+    from traceparse.aggregate import build_report
+    from traceparse.attribute import attribute
+    from traceparse.flops import count_flops
+    from traceparse.index import build_index
+
     say("indexing", None)
     index = build_index(trace.events)
     say("attributing", None)
@@ -55,4 +70,4 @@ def analyze_path(
     return run_pipeline(path, attention, peak_tflops).report
 
 
-__all__ = ["Analysis", "analyze_path", "render", "run_pipeline"]
+__all__ = ["Analysis", "analyze_path", "run_pipeline"]

@@ -196,8 +196,7 @@ def analyze(
     _DEBUG["on"] = debug
 
     def go() -> str:
-        from traceparse import hta as traceparse_hta
-        from traceparse.api import render, run_pipeline
+        from traceparse.api import run_pipeline
         from traceparse.progress import Progress
 
         if peak_tflops is not None and peak_tflops <= 0:
@@ -205,8 +204,12 @@ def analyze(
         with Progress(enabled=not quiet) as progress:
             analysis = run_pipeline(trace, attention_flops.value, peak_tflops, progress)
             report = analysis.report
+            from traceparse.render import render  # imported by now (run_pipeline): kept off the start-up path
+
             text = render(report, fmt.value, lang.value)
             if hta:
+                from traceparse import hta as traceparse_hta
+
                 progress("HTA", None)
                 text = traceparse_hta.attach(text, fmt.value, traceparse_hta.analyze(trace))
         _write_pictures(analysis, charts, html, lang.value, quiet)
@@ -225,7 +228,8 @@ def analyze(
 
 def _print_report_or_warn(path: Path) -> None:
     try:
-        from traceparse.api import analyze_path, render
+        from traceparse.api import analyze_path
+        from traceparse.render import render
 
         typer.echo(render(analyze_path(path), "table"))
     except Exception as exc:

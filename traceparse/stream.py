@@ -318,8 +318,9 @@ class _Columns:
     """Columns of the kept events, merged block by block in file order (same rows and ids as
     `load._columns`: names, pids and tids are numbered in order of first appearance)."""
 
-    def __init__(self, shapes_for: L.ShapesFor = None) -> None:
+    def __init__(self, shapes_for: L.ShapesFor = None, meanwhile: Callable[[], None] = lambda: None) -> None:
         self.shapes_for = shapes_for
+        self.meanwhile = meanwhile  # work for this process while workers decode
         self.names: dict[str, int] = {}
         self.pid_of, self.tid_of = L._Interner(), L._Interner()
         self.parts: dict[str, list[np.ndarray]] = {k: [] for k in _COLS}
@@ -442,17 +443,43 @@ def load_columns(
     block: int = BLOCK,
     n_workers: int | None = None,
     shapes_for: L.ShapesFor = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> tuple[L._Trace, L.Events, int] | None:
     """(top-level fields with no events, the kept events as columns, events dropped), or None
-    when the full path must load this file (see the module docstring). `shapes_for` as in
-    `load_trace`; worker processes get it by fork, so it must be a module-level function."""
+    when the full path must load this file (see the module docstring). `shapes_for` and
+    `meanwhile` as in `load_trace` (called here once, by the end at the latest)."""
+    once = _Once(meanwhile)
+    try:
+        return _load_columns(path, progress, block, n_workers, shapes_for, once)
+    finally:
+        once()
+
+
+class _Once:
+    def __init__(self, fn: Callable[[], None] | None) -> None:
+        self.fn = fn
+
+    def __call__(self) -> None:
+        fn, self.fn = self.fn, None
+        if fn is not None:
+            fn()
+
+
+def _load_columns(
+    path: str | os.PathLike[str],
+    progress: Progress | None,
+    block: int,
+    n_workers: int | None,
+    shapes_for: L.ShapesFor,
+    meanwhile: _Once,
+) -> tuple[L._Trace, L.Events, int] | None:
     opened = _open(Path(path))
     if opened is None:
         return None
     stream, raw, size, gz = opened
     try:
         header, sep, first = _header(stream)
-        cols = _Columns(shapes_for)
+        cols = _Columns(shapes_for, meanwhile)
         if gz:
             top = _stream(stream, raw, size, header, sep, first, cols, progress, block)
         else:
@@ -460,7 +487,7 @@ def load_columns(
             try:
                 top = _ranges(raw, size, header, sep, start, cols, progress, block, n_workers or workers())
             except _NoWorkers:
-                cols = _Columns(shapes_for)
+                cols = _Columns(shapes_for, meanwhile)
                 top = _ranges(raw, size, header, sep, start, cols, progress, block, 1)
         if top.displayTimeUnit == "ns" or cols.max_abs_ts > L._NS_MAGNITUDE:
             raise _Bail  # nanoseconds: the full path converts them
@@ -589,6 +616,7 @@ def _ranges(
             raise _NoWorkers from exc
         with pool:
             try:
+                cols.meanwhile()
                 for i, (a, b) in enumerate(ranges):
                     merge(futures[i].result(), b - a)
             except BrokenProcessPool as exc:  # a worker died (killed for memory?): one process then

@@ -29,13 +29,7 @@ from traceparse.load import CPU_OP, ShapeArgs
 from traceparse.scopes import BACKWARD, FORWARD
 
 KINDS = ("gemm", "attention", "conv", "ssm", "elementwise")
-EMBEDDING = "aten::embedding"  # its weight's shape gives the hidden size (aggregate)
 _decode = msgspec.json.Decoder()
-
-
-def shapes_needed(op_name: str) -> bool:
-    """Whether the pipeline reads this op's shape arguments: the loader keeps only those."""
-    return op_name in FORMULAS or op_name == EMBEDDING
 
 
 @dataclass(frozen=True)

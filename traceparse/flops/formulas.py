@@ -562,3 +562,9 @@ FORMULAS: dict[str, Formula] = {
 
 GEMM_OPS = frozenset(_GEMMS)
 ATTENTION_OPS = frozenset(_ATTENTION)
+EMBEDDING = "aten::embedding"  # its weight's shape gives the hidden size (aggregate)
+
+
+def shapes_needed(op_name: str) -> bool:
+    """Whether the pipeline reads this op's shape arguments: the loader keeps only those."""
+    return op_name in FORMULAS or op_name == EMBEDDING
