@@ -14,7 +14,7 @@ import numpy as np
 
 from traceparse.attribute import Attribution
 from traceparse.blocks import Blocks, block_of_calls, find_blocks
-from traceparse.flops import FlopTable
+from traceparse.flops.count import FlopTable
 from traceparse.flops.formulas import EMBEDDING, TENSOR_KINDS
 from traceparse.flops.peaks import peak_tflops
 from traceparse.generation import generation_summary, is_generation

@@ -42,7 +42,7 @@ from traceparse import __version__
 from traceparse.atomic import write_bytes_atomic
 from traceparse.blocks import find_blocks
 from traceparse.errors import UnreadableError, UsageError
-from traceparse.flops import KINDS
+from traceparse.flops.count import KINDS
 from traceparse.flops.formulas import TENSOR_KINDS
 from traceparse.load import MEMCPY, MEMSET, find_trace_in_dir
 from traceparse.scopes import FORWARD, PHASE_NAMES

@@ -19,7 +19,7 @@ from traceparse.load import Trace, load_trace
 
 if TYPE_CHECKING:
     from traceparse.attribute import Attribution
-    from traceparse.flops import FlopTable
+    from traceparse.flops.count import FlopTable
     from traceparse.report import Report
 
 
@@ -35,6 +35,7 @@ class Analysis:
 
 def _import_later_stages() -> None:
     import traceparse.aggregate
+    import traceparse.flops.count
     import traceparse.render  # noqa: F401
 
 
@@ -51,7 +52,7 @@ def run_pipeline(
     )
     from traceparse.aggregate import build_report
     from traceparse.attribute import attribute
-    from traceparse.flops import count_flops
+    from traceparse.flops.count import count_flops
     from traceparse.index import build_index
 
     say("indexing", None)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from traceparse.attribute import Attribution, ModuleCalls
-from traceparse.flops import KINDS, FlopTable
+from traceparse.flops.count import KINDS, FlopTable
 from traceparse.flops.formulas import TENSOR_KINDS
 from traceparse.report import PhaseRow
 from traceparse.scopes import BACKWARD
