@@ -110,11 +110,19 @@ def test_small_blocks_workers_and_gzip_do_not_change_the_columns(replicated: Pat
     assert fast[2] == ref_dropped
 
 
-def test_a_worker_that_cannot_start_or_dies_leaves_one_process_doing_it(replicated: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_worker_that_cannot_start_or_dies_leaves_one_process_doing_it(
+    replicated: Path, monkeypatch, gz: bool
+) -> None:
     from concurrent.futures.process import BrokenProcessPool
 
+    path = replicated
+    if gz:
+        path = replicated.with_suffix(".json.gz")
+        if not path.exists():
+            path.write_bytes(gzip.compress(replicated.read_bytes(), 1))
     monkeypatch.setattr(stream.ProcessPoolExecutor, "submit", lambda self, *a, **k: _failed(BrokenProcessPool("x")))
-    fast = stream.load_columns(replicated, block=256 << 10, n_workers=2)
+    fast = stream.load_columns(path, block=256 << 10, n_workers=2)
     assert fast is not None
     assert_same_events(fast[1], _full(replicated)[1])
 

@@ -8,8 +8,9 @@ shape arguments are kept once per distinct value, so peak memory is the columns,
 text nor a Python object per event. On Linux an uncompressed file's blocks are decoded by
 forked worker processes (one per core, up to 4; TRACEPARSE_WORKERS=1 decodes in this process)
 while this one only merges their columns: merging is cheap, so keeping it off the workers' path
-beats decoding here too. A gzip is streamed through this process. Blocks are merged in file
-order, so ids come out as a sequential read numbers them.
+beats decoding here too. A gzip is decompressed and cut by this process, and each block's text
+goes to a worker. Blocks are merged in file order, so ids come out as a sequential read numbers
+them.
 
 Cutting needs no JSON scanner: a JSON string cannot hold a raw newline, so Kineto's event
 separator `},\n  {` (the whitespace seen between `[` and the first event) occurs only between
@@ -33,6 +34,7 @@ import re
 import sys
 import threading
 import zlib
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -309,6 +311,71 @@ def _decode_range(path: str, start: int, end: int, tables: _Tables | None = None
     return _columnize(_DECODER.decode(view), tables or _WORKER_TABLES)
 
 
+def _decode_text(text: bytearray, tables: _Tables | None = None) -> _Block:
+    """Decode one block's text (a JSON array of whole events)."""
+    return _columnize(_DECODER.decode(text), tables or _WORKER_TABLES)
+
+
+class _InOrder:
+    """Decodes blocks in this process, or in forked worker processes when asked and possible,
+    and merges their columns in submission order (so codes come out as a sequential read numbers
+    them). With workers, at most two blocks per worker are in flight: the reader stays ahead
+    without holding the whole file; this process merges, and does `cols.meanwhile` once every
+    worker has work queued."""
+
+    def __init__(self, cols: _Columns, n_workers: int, merged: Callable[[int], Any]) -> None:
+        self.cols, self.merged = cols, merged
+        self.tables = _Tables((os.getpid(), id(cols)), cols.shapes_for)
+        self.pool: ProcessPoolExecutor | None = None
+        self.limit = 2 * n_workers
+        self.pending: deque[tuple[Future[_Block], int]] = deque()
+        if n_workers > 1 and _can_fork():
+            self.pool = ProcessPoolExecutor(
+                n_workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_init_worker,
+                initargs=(cols.shapes_for,),
+            )
+
+    def __enter__(self) -> _InOrder:
+        return self
+
+    def submit(self, fn: Callable[..., _Block], args: tuple[Any, ...], nbytes: int) -> None:
+        if self.pool is None:
+            self._merge(fn(*args, self.tables), nbytes)
+            return
+        try:
+            self.pending.append((self.pool.submit(fn, *args), nbytes))
+        except (OSError, RuntimeError, AssertionError) as exc:  # no processes to be had
+            raise _NoWorkers from exc
+        if len(self.pending) == self.limit:
+            self.cols.meanwhile()  # every worker has work queued: this process is free until they finish
+        while len(self.pending) > self.limit:
+            self._take_one()
+
+    def _take_one(self) -> None:
+        fut, nbytes = self.pending.popleft()
+        try:
+            block = fut.result()
+        except BrokenProcessPool as exc:  # a worker died (killed for memory?): one process then
+            raise _NoWorkers from exc
+        self._merge(block, nbytes)
+
+    def _merge(self, block: _Block, nbytes: int) -> None:
+        self.cols.merge(block)
+        self.merged(nbytes)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            while exc_type is None and self.pending:
+                self._take_one()
+        finally:
+            if self.pool is not None:
+                for fut, _ in self.pending:
+                    fut.cancel()
+                self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _init_worker(shapes_for: L.ShapesFor) -> None:
     global _WORKER_TABLES
     _WORKER_TABLES = _Tables((os.getpid(), 0), shapes_for)
@@ -450,7 +517,10 @@ def load_columns(
     `meanwhile` as in `load_trace` (called here once, by the end at the latest)."""
     once = _Once(meanwhile)
     try:
-        return _load_columns(path, progress, block, n_workers, shapes_for, once)
+        try:
+            return _load_columns(path, progress, block, n_workers or workers(), shapes_for, once)
+        except _NoWorkers:  # no processes to be had, or one died: start over in this process
+            return _load_columns(path, progress, block, 1, shapes_for, once)
     finally:
         once()
 
@@ -469,7 +539,7 @@ def _load_columns(
     path: str | os.PathLike[str],
     progress: Progress | None,
     block: int,
-    n_workers: int | None,
+    n_workers: int,
     shapes_for: L.ShapesFor,
     meanwhile: _Once,
 ) -> tuple[L._Trace, L.Events, int] | None:
@@ -481,14 +551,10 @@ def _load_columns(
         header, sep, first = _header(stream)
         cols = _Columns(shapes_for, meanwhile)
         if gz:
-            top = _stream(stream, raw, size, header, sep, first, cols, progress, block)
+            top = _stream(stream, raw, size, header, sep, first, cols, progress, block, n_workers)
         else:
             start = raw.tell() - len(first)  # file offset of the first event's "{"
-            try:
-                top = _ranges(raw, size, header, sep, start, cols, progress, block, n_workers or workers())
-            except _NoWorkers:
-                cols = _Columns(shapes_for, meanwhile)
-                top = _ranges(raw, size, header, sep, start, cols, progress, block, 1)
+            top = _ranges(raw, size, header, sep, start, cols, progress, block, n_workers)
         if top.displayTimeUnit == "ns" or cols.max_abs_ts > L._NS_MAGNITUDE:
             raise _Bail  # nanoseconds: the full path converts them
         return top, cols.events(), cols.dropped
@@ -526,28 +592,30 @@ def _stream(
     cols: _Columns,
     progress: Progress | None,
     block: int,
+    n_workers: int,
 ) -> L._Trace:
-    """A gzip (no random access): read, cut and decode block after block in this process."""
-    tables = _Tables((os.getpid(), id(cols)), cols.shapes_for)
-    while True:
-        buf = bytearray(len(carry) + block + 2)
-        buf[0] = 0x5B  # "["
-        buf[1 : 1 + len(carry)] = carry
-        got = _fill(stream, memoryview(buf)[1 + len(carry) : 1 + len(carry) + block])
-        end = 1 + len(carry) + got
-        if progress is not None:
-            progress(raw.tell(), size)
-        cut = buf.rfind(sep, 1, end)
-        if cut >= 0:
-            buf[cut + 1] = 0x5D  # the "," after the last complete event becomes "]"
-            cols.merge(_columnize(_DECODER.decode(memoryview(buf)[: cut + 2]), tables))
-            carry = bytes(buf[cut + len(sep) - 1 : end])
-        elif got == block and end > 4 * block:
-            raise _Bail  # no separator in 4 blocks: another format (minified): the full path
-        else:
-            carry = bytes(buf[1:end])
-        if got < block:  # the end: the last event, then "]" and the top-level keys after it
-            return _finish(carry, header, cols, tables)
+    """A gzip (no random access): this process decompresses and cuts block after block, and the
+    decoding goes to the workers, if any (each block's text is sent to one)."""
+    with _InOrder(cols, n_workers, lambda _nbytes: progress and progress(raw.tell(), size)) as decoder:
+        while True:
+            buf = bytearray(len(carry) + block + 2)
+            buf[0] = 0x5B  # "["
+            buf[1 : 1 + len(carry)] = carry
+            got = _fill(stream, memoryview(buf)[1 + len(carry) : 1 + len(carry) + block])
+            end = 1 + len(carry) + got
+            cut = buf.rfind(sep, 1, end)
+            if cut >= 0:
+                buf[cut + 1] = 0x5D  # the "," after the last complete event becomes "]"
+                carry = bytes(buf[cut + len(sep) - 1 : end])
+                del buf[cut + 2 :]
+                decoder.submit(_decode_text, (buf,), cut + 2)
+            elif got == block and end > 4 * block:
+                raise _Bail  # no separator in 4 blocks: another format (minified): the full path
+            else:
+                carry = bytes(buf[1:end])
+            if got < block:  # the end: the last event, then "]" and the top-level keys after it
+                break
+    return _finish(carry, header, cols, _Tables((os.getpid(), id(carry)), cols.shapes_for))
 
 
 def _ranges(
@@ -590,43 +658,17 @@ def _ranges(
         cuts.append(cut + len(sep) - 1)
         pos = cut + block
     ranges = list(zip(cuts, [*ends, last + 1], strict=True)) if last > 0 else []
-    path = raw.name
-    done = 0
-    tables = _Tables((os.getpid(), id(cols)), cols.shapes_for)
+    done = first
 
-    def merge(block: _Block, nbytes: int) -> None:
+    def merged(nbytes: int) -> None:
         nonlocal done
-        cols.merge(block)
         done += nbytes
         if progress is not None:
-            progress(first + done, size)
+            progress(done, size)
 
-    if n_workers > 1 and len(ranges) > 1 and _can_fork():
-        # n forked workers decode every block; this process merges them in order as they come.
-        n = min(n_workers, len(ranges))
-        pool = ProcessPoolExecutor(
-            n, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(cols.shapes_for,)
-        )
-        try:
-            futures: dict[int, Future[_Block]] = {
-                i: pool.submit(_decode_range, path, a, b) for i, (a, b) in enumerate(ranges)
-            }
-        except (OSError, RuntimeError, AssertionError) as exc:  # no processes to be had
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise _NoWorkers from exc
-        with pool:
-            try:
-                cols.meanwhile()
-                for i, (a, b) in enumerate(ranges):
-                    merge(futures[i].result(), b - a)
-            except BrokenProcessPool as exc:  # a worker died (killed for memory?): one process then
-                raise _NoWorkers from exc
-            finally:
-                for fut in futures.values():
-                    fut.cancel()
-    else:
+    with _InOrder(cols, n_workers if len(ranges) > 1 else 1, merged) as decoder:
         for a, b in ranges:
-            merge(_decode_range(path, a, b, tables), b - a)
+            decoder.submit(_decode_range, (raw.name, a, b), b - a)
     raw.seek(last + len(sep) - 1 if last > 0 else first)
     tail = raw.read()
     if progress is not None:
