@@ -526,13 +526,13 @@ def load_trace(
     `shapes_for(op_name)`: keep shape arguments only for ops it accepts (a module-level function:
     worker processes get it too); None keeps them for every op. `meanwhile()` is called once,
     while worker processes decode if there are any (the caller's own start-up work)."""
-    from traceparse.stream import load_columns
+    from traceparse.stream import DAMAGED, load_columns
 
     p = Path(path)
     try:
         # Kineto's own layout, streamed; None: decode it whole here.
         fast = load_columns(p, progress, shapes_for=shapes_for, meanwhile=meanwhile)
-    except (OSError, EOFError, zlib.error):  # a damaged file: the full path reports it
+    except DAMAGED:  # the full path reports it
         fast = None
     decoded, form = (fast[0], "object") if fast else _decode(_read_bytes(p), p)
     notes: list[str] = []
