@@ -406,3 +406,35 @@ def test_nearly_sorted_lexsort_is_lexsort(rows: list[tuple[int, float, int]]) ->
     minor = np.array([r[2] for r in rows], np.int64)
     keys = (minor, time_, thread)
     np.testing.assert_array_equal(lexsort_nearly_sorted(keys), np.lexsort(keys))
+
+
+def test_analyze_keeps_openblas_to_one_thread_unless_the_user_chose(monkeypatch) -> None:
+    from traceparse import cli
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delitem(sys.modules, "numpy")  # as in a fresh `traceparse analyze` process
+    cli._no_blas_threads()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "6")
+    cli._no_blas_threads()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "6"
+    done = subprocess.run(  # the command itself: numpy is first imported after the setting
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from traceparse.cli import main; sys.argv = ['traceparse', *sys.argv[1:]]\n"
+            "try: main()\nexcept SystemExit: pass\nprint(os.environ.get('OPENBLAS_NUM_THREADS'))",
+            "analyze",
+            "-q",
+            "-f",
+            "json",
+            "-o",
+            os.devnull,
+            str(QWEN_TRAIN),
+        ],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"},
+        check=True,
+    )
+    assert done.stdout.strip().splitlines()[-1] == "1"
