@@ -127,6 +127,16 @@ def test_a_worker_that_cannot_start_or_dies_leaves_one_process_doing_it(
     assert_same_events(fast[1], _full(replicated)[1])
 
 
+def test_no_process_pool_to_be_had_leaves_one_process_doing_it(replicated: Path, monkeypatch) -> None:
+    def no_pool(*_a: object, **_k: object) -> None:
+        raise OSError("no semaphores here")
+
+    monkeypatch.setattr(stream, "ProcessPoolExecutor", no_pool)
+    fast = stream.load_columns(replicated, block=256 << 10, n_workers=2)
+    assert fast is not None
+    assert_same_events(fast[1], _full(replicated)[1])
+
+
 def _failed(exc: BaseException):
     from concurrent.futures import Future
 

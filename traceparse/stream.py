@@ -345,12 +345,15 @@ class _InOrder:
         self.limit = 2 * n_workers
         self.pending: deque[tuple[Future[_Block], int]] = deque()
         if n_workers > 1 and _can_fork():
-            self.pool = ProcessPoolExecutor(
-                n_workers,
-                mp_context=multiprocessing.get_context("fork"),
-                initializer=_init_worker,
-                initargs=(cols.shapes_for,),
-            )
+            try:
+                self.pool = ProcessPoolExecutor(
+                    n_workers,
+                    mp_context=multiprocessing.get_context("fork"),
+                    initializer=_init_worker,
+                    initargs=(cols.shapes_for,),
+                )
+            except (OSError, RuntimeError, ValueError) as exc:  # no semaphores or processes here
+                raise _NoWorkers from exc
 
     def __enter__(self) -> _InOrder:
         return self
