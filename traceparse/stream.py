@@ -412,7 +412,6 @@ class _Columns:
         self.shapes: list[L.ShapeArgs] = []
         self.ids: dict[str, dict[Any, int]] = {k: {} for k in _TABLES}  # value → global id
         self.maps: dict[tuple[int, int], dict[str, list[int]]] = {}  # per process: local code → global id
-        self.rows = 0
         self.shapes_recorded = False
         self.dropped = 0
         self.max_abs_ts = 0.0
@@ -447,7 +446,6 @@ class _Columns:
             p[k].append(col)
         for k in _TABLES:  # local code → global id; NO_ID (-1, no shape) picks the appended NO_ID
             p[k].append(np.array([*maps[k], L.NO_ID], np.int64)[b.codes[k]])
-        self.rows += b.m
 
     def events(self) -> L.Events:
         p = self.parts
