@@ -303,6 +303,24 @@ def _kind_handles(kinds: list[str], extra: dict[str, str] | None = None) -> list
     return [Patch(color=kind_color(k), label=(extra or {}).get(k, k)) for k in dict.fromkeys(kinds)]
 
 
+def _hbar_axes(n: int, base: float, per_row: float) -> tuple[Figure, Axes, np.ndarray]:
+    """A horizontal-bar chart of n rows: the figure, its axes and the rows' y positions."""
+    fig = _figure(10.0, base + per_row * n)
+    return fig, fig.subplots(), np.arange(n)
+
+
+def _hbar_finish(
+    ax: Axes, y: np.ndarray, labels: list[str], title: str, xlabel: str, widest: Any, room: float, **label_style: Any
+) -> None:
+    """Row labels (first row on top), titles, grid, and room right of the widest bar for its label."""
+    ax.set_yticks(y, labels, **label_style)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlim(0, max(max(widest, default=0.0), 1e-9) * room)
+
+
 def _short(name: str, width: int = 48) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1) :]
 
@@ -437,70 +455,48 @@ def _draw_phases(c: ChartData) -> Figure:
 
 def _draw_module_types(c: ChartData) -> Figure:
     d = c.data
-    n = len(d["types"])
-    fig = _figure(10.0, 1.6 + 0.32 * n)
-    ax = fig.subplots()
-    y = np.arange(n)
+    fig, ax, y = _hbar_axes(len(d["types"]), 1.6, 0.32)
     ax.barh(y - 0.2, d["total_ms"], height=0.4, color="#9ECAE9", label="inclusive (with sub-modules)")
     ax.barh(y + 0.2, d["self_ms"], height=0.4, color="#3A6EA5", label="self")
     for yi, s, t in zip(y, d["self_ms"], d["total_ms"], strict=True):
         ax.text(max(s, t), float(yi), f" self {s:.3f} · incl {t:.3f}", va="center", fontsize=7)
-    ax.set_yticks(y, [f"{t} ×{cnt:g}" for t, cnt in zip(d["types"], d["count"], strict=True)], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("GPU kernel time per step (ms)")
     more = f" (top {d['shown']} of {d['of']} by self time)" if d["of"] > d["shown"] else ""
-    ax.set_title(c.title + more)
-    ax.grid(axis="x", alpha=0.3)
+    labels = [f"{t} ×{cnt:g}" for t, cnt in zip(d["types"], d["count"], strict=True)]
+    _hbar_finish(ax, y, labels, c.title + more, "GPU kernel time per step (ms)", d["total_ms"], 1.3, fontsize=8)
     ax.legend(fontsize=8, loc="lower right")
-    ax.set_xlim(0, max(max(d["total_ms"], default=0.0), 1e-9) * 1.3)
     return fig
 
 
 def _draw_slowest_modules(c: ChartData) -> Figure:
     d = c.data
-    n = len(d["modules"])
-    fig = _figure(10.0, 1.6 + 0.3 * n)
-    ax = fig.subplots()
-    y = np.arange(n)
+    fig, ax, y = _hbar_axes(len(d["modules"]), 1.6, 0.3)
     colors = [kind_color(k) for k in d["kinds"]]
     ax.barh(y, d["inclusive_ms"], height=0.75, color=colors, alpha=0.3)
     ax.barh(y, d["self_ms"], height=0.45, color=colors)
     _barh_labels(ax, y, d["inclusive_ms"])
-    ax.set_yticks(y, [f"{_short(m)} ({t})" for m, t in zip(d["modules"], d["types"], strict=True)], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("GPU kernel time per step (ms): self (solid), inclusive (light)")
-    ax.set_title(c.title)
-    ax.grid(axis="x", alpha=0.3)
+    labels = [f"{_short(m)} ({t})" for m, t in zip(d["modules"], d["types"], strict=True)]
+    xlabel = "GPU kernel time per step (ms): self (solid), inclusive (light)"
+    _hbar_finish(ax, y, labels, c.title, xlabel, d["inclusive_ms"], 1.15, fontsize=7)
     ax.legend(
         handles=_kind_handles(d["kinds"]), title="block kind", fontsize=8, loc="upper left", bbox_to_anchor=(1, 1)
     )
-    ax.set_xlim(0, max(max(d["inclusive_ms"], default=0.0), 1e-9) * 1.15)
     return fig
 
 
 def _draw_top_operators(c: ChartData) -> Figure:
     d = c.data
-    n = len(d["operators"])
-    fig = _figure(10.0, 1.6 + 0.3 * n)
-    ax = fig.subplots()
-    y = np.arange(n)
+    fig, ax, y = _hbar_axes(len(d["operators"]), 1.6, 0.3)
     ax.barh(y, d["ms"], color="#3A6EA5")
     _barh_labels(ax, y, d["ms"])
-    ax.set_yticks(y, [_short(o, 60) for o in d["operators"]], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("GPU kernel time per step (ms)")
-    ax.set_title(c.title)
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_xlim(0, max(max(d["ms"], default=0.0), 1e-9) * 1.15)
+    labels = [_short(o, 60) for o in d["operators"]]
+    _hbar_finish(ax, y, labels, c.title, "GPU kernel time per step (ms)", d["ms"], 1.15, fontsize=7)
     return fig
 
 
 def _draw_kernel_families(c: ChartData) -> Figure:
     d = c.data
     n = len(d["families"])
-    fig = _figure(10.0, 1.8 + 0.38 * n)
-    ax = fig.subplots()
-    y = np.arange(n)
+    fig, ax, y = _hbar_axes(n, 1.8, 0.38)
     left = np.zeros(n)
     for k in d["kinds"]:
         vals = np.array(d["ms"][k])
@@ -508,13 +504,8 @@ def _draw_kernel_families(c: ChartData) -> Figure:
         left += vals
     for yi, v, s in zip(y, d["kernel_ms"], d["share_pct"], strict=True):
         ax.text(v, float(yi), f" {v:.3f} ms ({s:.1f}%)", va="center", fontsize=8)
-    ax.set_yticks(y, d["families"])
-    ax.invert_yaxis()
-    ax.set_xlabel("GPU kernel time per step (ms)")
-    ax.set_title(c.title)
-    ax.grid(axis="x", alpha=0.3)
+    _hbar_finish(ax, y, d["families"], c.title, "GPU kernel time per step (ms)", d["kernel_ms"], 1.3)
     ax.legend(title="block kind", fontsize=8, loc="lower right")
-    ax.set_xlim(0, max(max(d["kernel_ms"], default=0.0), 1e-9) * 1.3)
     return fig
 
 
