@@ -448,3 +448,61 @@ def test_analyze_keeps_openblas_to_one_thread_unless_the_user_chose(monkeypatch)
         check=True,
     )
     assert done.stdout.strip().splitlines()[-1] == "1"
+
+
+def _sweep_depths(thread: np.ndarray, start: np.ndarray, dur: np.ndarray) -> np.ndarray:
+    """Reference: walk every start and end point in time order, counting open intervals (at one
+    instant: non-empty ends, then starts in position order, then empty ends innermost first)."""
+    points = []
+    for i, (t, s, d) in enumerate(zip(thread.tolist(), start.tolist(), dur.tolist(), strict=True)):
+        points.append((t, s, 1, i, True))
+        points.append((t, s + d, 0 if d > 0 else 2, -i, False))
+    depth = np.zeros(thread.size, np.int64)
+    open_now, current = 0, None
+    for t, _, _, key, is_start in sorted(points):
+        if t != current:
+            open_now, current = 0, t
+        if is_start:
+            depth[key] = open_now
+        open_now += 1 if is_start else -1
+    return depth
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 12), st.sampled_from([0, 0, 1, 2, 3, 7, 20])), max_size=50))
+def test_forest_depths_and_parents_follow_the_sweep_with_ties_and_empty_intervals(
+    intervals: list[tuple[int, int, int]],
+) -> None:
+    """Equal starts, touching intervals, zero-length ones and partial overlaps: depth is the
+    number of intervals open at a start in sweep order; the parent is the last earlier interval
+    one level up in the same thread."""
+    n = len(intervals)
+    ev = L.Events(
+        kind=np.full(n, L.CPU_OP, np.uint8),
+        name=np.zeros(n, np.int32),
+        names=("op",),
+        ts=np.array([s for _, s, _ in intervals], float),
+        dur=np.array([d for _, _, d in intervals], float),
+        pid=np.ones(n, np.int64),
+        tid=np.array([t for t, _, _ in intervals], np.int64),
+        **{k: np.full(n, -1, np.int64) for k in L_INT},
+        nbytes=np.zeros(n),
+        shape=np.full(n, -1, np.int32),
+        shapes=(),
+        shapes_recorded=False,
+    )
+    forest = build_forest(ev)
+    thread = ev.tid[forest.rows]
+    np.testing.assert_array_equal(forest.depth, _sweep_depths(thread, forest.start, forest.end - forest.start))
+    for i in range(n):
+        up = [j for j in range(i) if thread[j] == thread[i] and forest.depth[j] == forest.depth[i] - 1]
+        assert forest.parent[i] == (up[-1] if up else -1)
+    for level in forest.levels():  # grouped by depth, ascending within a level
+        assert (forest.depth[level] == forest.depth[level[0]]).all() and (np.diff(level) > 0).all()
+    own = np.arange(n) % 3 == 0
+    got = forest.propagate(np.arange(n), own)
+    for i in range(n):
+        j = i
+        while j >= 0 and not own[j]:
+            j = int(forest.parent[j])
+        assert got[i] == j

@@ -34,6 +34,14 @@ from traceparse.scopes import BACKWARD, FORWARD, OTHER_PHASE, PHASE_NAMES
 SLOWEST = 20
 
 
+def factorize(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """(code of each value, the distinct values in order of first appearance): one dict lookup
+    per value, then numpy works on the codes."""
+    first: dict[Any, int] = {}
+    code = np.fromiter((first.setdefault(v, len(first)) for v in values), np.int64, len(values))
+    return code, list(first)
+
+
 def _ms(us: float) -> float:
     return us / 1e3
 
@@ -149,21 +157,22 @@ def build_report(
     # ---- kernel families ---------------------------------------------------------------------
     ev = index.events
     fam = item_families(ev.names, ev.name[items.event_row], ev.kind[items.event_row])
-    kinds_of_item = np.full(len(items), "outside blocks", dtype=object)
-    has_call = items.call >= 0
-    item_block = np.full(len(items), -1, np.int64)
-    item_block[has_call] = block_of_call[items.call[has_call]]
+    # Block kind per item as a small int (0: outside blocks): comparing ints, not strings.
+    kind_names = ["outside blocks", *sorted(set(blocks.kinds.values()))]
+    kind_code = np.zeros(len(block_of_call) + 1, np.int64)  # the pad slot, read at call -1: 0
     for b, kind in blocks.kinds.items():
-        kinds_of_item[item_block == b] = kind
+        kind_code[np.flatnonzero(block_of_call == b)] = kind_names.index(kind)
+    kind_of_item = kind_code[items.call]
     family_rows = []
     for f_i, family in enumerate(FAMILIES):
         sel = in_steps & (fam == f_i)
         us = float(items.dur[sel].sum()) / n_steps
         if us <= 0 and not sel.any():
             continue
-        by_kind: dict[str, float] = defaultdict(float)
-        for kind in set(kinds_of_item[sel].tolist()):
-            by_kind[str(kind)] = _ms(float(items.dur[sel & (kinds_of_item == kind)].sum()) / n_steps)
+        by_kind = {
+            kind_names[k]: _ms(float(items.dur[sel & (kind_of_item == k)].sum()) / n_steps)
+            for k in np.unique(kind_of_item[sel]).tolist()
+        }
         family_rows.append(
             FamilyRow(
                 family,
@@ -300,32 +309,31 @@ def _effective_basis(
 def _type_rows(
     calls: Any, in_steps: np.ndarray, self_ms: np.ndarray, incl: np.ndarray, n_steps: int, kernel_us: float
 ) -> list[TypeRow]:
-    counts: dict[str, int] = defaultdict(int)
-    tot: dict[str, float] = defaultdict(float)
-    slf: dict[str, float] = defaultdict(float)
     # Inclusive time of a type counts each call once, but not a call nested in one of its own type.
     same_type_parent = np.zeros(len(calls), bool)
     par = calls.parent
     has = par >= 0
     same_type_parent[has] = calls.cls[par[has]] == calls.cls[has]
-    for c in np.flatnonzero(in_steps):
-        t = str(calls.cls[c])
-        counts[t] += 1
-        slf[t] += float(self_ms[c])
-        if not same_type_parent[c]:
-            tot[t] += float(incl[c])
+    at = np.flatnonzero(in_steps)
+    code, types = factorize(calls.cls[at].tolist())
+    n = len(types)
+    # bincount adds in row order, as a running float sum would.
+    counts = np.bincount(code, minlength=n)
+    slf = np.bincount(code, weights=self_ms[at], minlength=n)
+    outer = ~same_type_parent[at]
+    tot = np.bincount(code[outer], weights=incl[at][outer], minlength=n)
     rows = []
-    for t in counts:
-        count = counts[t] / n_steps
-        total = _ms(tot[t])
+    for k, t in enumerate(types):
+        count = int(counts[k]) / n_steps
+        total = _ms(float(tot[k]))
         rows.append(
             TypeRow(
-                t,
+                str(t),
                 count,
                 total,
                 total / count if count else 0.0,
-                _ms(slf[t]),
-                100.0 * slf[t] / kernel_us if kernel_us else 0.0,
+                _ms(float(slf[k])),
+                100.0 * float(slf[k]) / kernel_us if kernel_us else 0.0,
             )
         )
     rows.sort(key=lambda r: (-r.self_ms, -r.total_ms))
@@ -335,18 +343,25 @@ def _type_rows(
 def _module_rows(
     calls: Any, in_steps: np.ndarray, self_ms: np.ndarray, incl: np.ndarray, n_steps: int, block_of_call: np.ndarray
 ) -> list[ModuleRow]:
-    agg: dict[tuple[str, str], list[float]] = {}
-    blk: dict[tuple[str, str], int] = {}
-    for c in np.flatnonzero(in_steps):
-        key = (str(calls.qual[c]), str(calls.cls[c]))
-        a = agg.setdefault(key, [0.0, 0.0, 0.0])
-        a[0] += float(self_ms[c])
-        a[1] += float(incl[c])
-        a[2] += 1
-        blk[key] = int(block_of_call[c])
+    at = np.flatnonzero(in_steps)
+    code, keys = factorize(list(zip(calls.qual[at].tolist(), calls.cls[at].tolist(), strict=True)))
+    n = len(keys)
+    slf = np.bincount(code, weights=self_ms[at], minlength=n)
+    inc = np.bincount(code, weights=incl[at], minlength=n)
+    count = np.bincount(code, minlength=n)
+    last = np.full(n, -1, np.int64)  # a module's block: that of its last call
+    np.maximum.at(last, code, np.arange(at.size))
+    blk = block_of_call[at][last].tolist()
     rows = [
-        ModuleRow(q, t, _ms(v[0]), _ms(v[1]), v[2] / n_steps, blk[(q, t)] if blk[(q, t)] >= 0 else None)
-        for (q, t), v in agg.items()
+        ModuleRow(
+            str(q),
+            str(t),
+            _ms(float(slf[k])),
+            _ms(float(inc[k])),
+            int(count[k]) / n_steps,
+            blk[k] if blk[k] >= 0 else None,
+        )
+        for k, (q, t) in enumerate(keys)
     ]
     rows.sort(key=lambda r: (-r.self_ms, -r.inclusive_ms))
     return rows[:SLOWEST]

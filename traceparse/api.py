@@ -33,10 +33,13 @@ class Analysis:
     report: Report
 
 
-def _import_later_stages() -> None:
+def _import_later_stages(render_format: str | None) -> None:
     import traceparse.aggregate
-    import traceparse.flops.count
-    import traceparse.render  # noqa: F401
+    import traceparse.flops.count  # noqa: F401
+    from traceparse.render import prepare
+
+    if render_format is not None:
+        prepare(render_format)
 
 
 def run_pipeline(
@@ -44,11 +47,17 @@ def run_pipeline(
     attention: AttentionConvention = "causal",
     peak_tflops: float | None = None,
     progress: Callable[[str, float | None], None] | None = None,
+    render_format: str | None = None,
 ) -> Analysis:
-    """`progress(stage, fraction or None)` hears of each stage (traceparse.progress.Progress shows it)."""
+    """`progress(stage, fraction or None)` hears of each stage (traceparse.progress.Progress shows
+    it); `render_format`: the format the caller will render, whose libraries are then imported
+    while the loader's workers decode."""
     say: Callable[[str, float | None], None] = progress or (lambda _stage, _fraction: None)
     trace = load_trace(
-        path, lambda done, total: say("reading", done / total if total else None), shapes_needed, _import_later_stages
+        path,
+        lambda done, total: say("reading", done / total if total else None),
+        shapes_needed,
+        lambda: _import_later_stages(render_format),
     )
     from traceparse.aggregate import build_report
     from traceparse.attribute import attribute

@@ -212,7 +212,7 @@ def analyze(
         if peak_tflops is not None and peak_tflops <= 0:
             raise TraceparseError("--peak-tflops must be positive")
         with Progress(enabled=not quiet) as progress:
-            analysis = run_pipeline(trace, attention_flops.value, peak_tflops, progress)
+            analysis = run_pipeline(trace, attention_flops.value, peak_tflops, progress, fmt.value)
             report = analysis.report
             from traceparse.render import render  # imported by now (run_pipeline): kept off the start-up path
 

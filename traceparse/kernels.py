@@ -49,7 +49,9 @@ def family_of(name: str) -> str:
 
 def item_families(names: tuple[str, ...], name_ids: np.ndarray, kinds: np.ndarray) -> np.ndarray:
     """Family index (into FAMILIES) per item (kernel, or CPU op in a CPU-only trace)."""
-    lookup = np.array([FAMILIES.index(family_of(n)) for n in names], np.int8) if names else np.zeros(0, np.int8)
-    fam = lookup[name_ids] if name_ids.size else np.zeros(0, np.int8)
+    # Only the names items carry are classified (a trace's names are mostly CPU ops).
+    used, code = np.unique(name_ids, return_inverse=True)
+    lookup = np.array([FAMILIES.index(family_of(names[i])) for i in used.tolist()], np.int8)
+    fam = lookup[code.reshape(-1)] if name_ids.size else np.zeros(0, np.int8)
     copy = FAMILIES.index("copy/memset")
     return np.where(np.isin(kinds, (MEMCPY, MEMSET)), copy, fam).astype(np.int8)

@@ -6,6 +6,6 @@ second); each format only lays them out.
 
 from __future__ import annotations
 
-from traceparse.render.formats import FORMATS, render
+from traceparse.render.formats import FORMATS, prepare, render
 
-__all__ = ["FORMATS", "render"]
+__all__ = ["FORMATS", "prepare", "render"]

@@ -6,8 +6,6 @@ import csv
 import io
 import json
 
-from tabulate import tabulate
-
 from traceparse.render.i18n import t
 from traceparse.render.sections import sections
 from traceparse.report import Report
@@ -21,7 +19,16 @@ def _heading(text: str, level: int, markdown: bool) -> str:
     return f"{text}\n{('=' if level == 1 else '-') * len(text)}\n"
 
 
+def prepare(fmt: str) -> None:
+    """Import what rendering `fmt` needs, ahead of time (tabulate and its wcwidth take ~0.13 s,
+    which the JSON and CSV formats never need)."""
+    if fmt in ("table", "markdown"):
+        import tabulate  # noqa: F401
+
+
 def _text(report: Report, lang: str, markdown: bool) -> str:
+    from tabulate import tabulate
+
     tablefmt = "github" if markdown else "simple"
     parts = [_heading(report.general.model or report.source, 1, markdown), t(lang, "per_step", n=report.general.steps)]
     parts.append("")
