@@ -121,8 +121,8 @@ class Events:
     dur: np.ndarray  # float64 µs
     pid: np.ndarray  # int64 (interned when strings)
     tid: np.ndarray  # int64
-    external_id: np.ndarray  # int64
-    correlation: np.ndarray  # int64
+    external_id: np.ndarray  # int64, of CPU ops and GPU items (what links them)
+    correlation: np.ndarray  # int64, of runtime calls and GPU items (launch → kernel)
     seq: np.ndarray  # int64 autograd sequence number
     fwd_tid: np.ndarray  # int64
     stream: np.ndarray  # int64
@@ -339,9 +339,9 @@ def _columns(raw: list[_Event], shapes_for: ShapesFor = None) -> tuple[Events, i
         a = e.args
         if a is None:
             continue
-        ext[i] = _as_int(a.external_id)
-        corr[i] = _as_int(a.correlation)
+        # Each id is kept only for the kinds it links (as in the streaming loader).
         if k == CPU_OP:
+            ext[i] = _as_int(a.external_id)
             cols["seq"][i] = _as_int(a.seq)
             cols["fwd_tid"][i] = _as_int(a.fwd_tid)
             recorded = recorded or bool(a.input_dims)
@@ -353,10 +353,14 @@ def _columns(raw: list[_Event], shapes_for: ShapesFor = None) -> tuple[Events, i
                     shape_args.append(ShapeArgs(a.input_dims, a.input_type or None, a.concrete or None))
                 shape[i] = code
         elif k in GPU_KINDS:
+            ext[i] = _as_int(a.external_id)
+            corr[i] = _as_int(a.correlation)
             cols["stream"][i] = _as_int(a.stream)
             cols["device"][i] = _as_int(a.device)
             if a.nbytes is not None:
                 nbytes[i] = _as_float(a.nbytes)
+        elif k == RUNTIME:
+            corr[i] = _as_int(a.correlation)
         elif k == PYTHON_FUNCTION:
             cols["py_id"][i] = _as_int(a.py_id)
             cols["py_parent"][i] = _as_int(a.py_parent)

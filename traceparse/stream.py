@@ -40,7 +40,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, Union, cast
 
 import msgspec
 import numpy as np
@@ -112,15 +112,9 @@ class _Args(msgspec.Struct, gc=False, frozen=True):
 _NO_ARGS = _Args()
 
 
-# Every phase of the Chrome trace format: decoded as shared objects, not a new string per event.
-# A phase outside this list fails validation, and the full path decodes the file.
-Phase = Literal[
-    "X", "B", "E", "i", "I", "C", "b", "n", "e", "s", "t", "f", "P", "O", "N", "D", "M", "R", "(", ")", "v", "V"
-]
+class _Event(msgspec.Struct, gc=False, tag_field="ph", tag="X"):
+    """A complete ("X") event: the only kind kept."""
 
-
-class _Event(msgspec.Struct, gc=False):
-    ph: Phase | None = None
     cat: str | None = None
     name: str | None = None
     pid: int | str | None = None
@@ -130,8 +124,17 @@ class _Event(msgspec.Struct, gc=False):
     args: _Args = _NO_ARGS
 
 
-_DECODER = msgspec.json.Decoder(list[_Event])
-_FIELDS = ("ph", "cat", "name", "pid", "tid", "ts", "dur", "args")
+# Every other phase of the Chrome trace format (a quarter of a Kineto trace's events are "s"/"f"
+# flows) decodes into a struct with no fields: msgspec only skips over its values. Its ts/dur
+# are class attributes, NaN, so the column passes read every row alike and drop these rows with
+# the events that lack a time. A missing or unknown phase fails the decode: the full path decides.
+_OTHER_PHASES = tuple("BEiICbnestfPONDMR()vV")
+_SKIPPED = tuple(
+    msgspec.defstruct(f"_Skipped_{i}", [], tag_field="ph", tag=ph, gc=False, namespace={"ts": _NAN, "dur": _NAN})
+    for i, ph in enumerate(_OTHER_PHASES)
+)
+_DECODER = msgspec.json.Decoder(list[Union[(_Event, *_SKIPPED)]])  # type: ignore[valid-type]
+_FIELDS = ("cat", "name", "pid", "tid", "ts", "dur", "args")
 _G = {k: attrgetter(k) for k in (*_FIELDS, *(f"args.{f}" for f in _Args.__struct_fields__))}
 _A = {f: attrgetter(f) for f in _Args.__struct_fields__}
 _DIMS, _TYPES, _CONCRETE = _A["input_dims"], _A["input_type"], _A["concrete"]
@@ -174,7 +177,6 @@ def _cat_code(cat: str | None) -> int:
     return L._CATEGORY_KIND.get(cat, L.OTHER) if cat is not None else L.OTHER
 
 
-_IS_X: dict[Any, bool] = {p: p == "X" for p in (None, *get_args(Phase))}
 _CAT_CODES: dict[Any, int] = {c: _cat_code(c) for c in (None, *L._CATEGORY_KIND)}
 
 
@@ -242,14 +244,13 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
     if not n:
         return out
     g = _G
-    # Only complete ("X") events are kept: the phase (an interned Literal) is a pure function of value.
-    is_x = np.fromiter(map(_IS_X.__getitem__, map(g["ph"], evs)), bool, n)
-    rows = np.flatnonzero(is_x)
-    x = evs if rows.size == n else _take(evs, rows)
+    # Only complete ("X") events are kept; other phases read as NaN times, so one mask drops
+    # them and the complete events without a usable time (those are counted as dropped).
+    x = evs
     ts, dur = _floats(g["ts"], x), _floats(g["dur"], x)
     bad = np.isnan(ts) | np.isnan(dur)
-    out.dropped = int(bad.sum())
-    if out.dropped:
+    if bad.any():
+        out.dropped = list(map(type, _take(x, np.flatnonzero(bad)))).count(_Event)
         good = np.flatnonzero(~bad)
         x, ts, dur = _take(x, good), ts[good], dur[good]
     m = out.m = len(x)
@@ -269,25 +270,26 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
     c = out.cols
     c["kind"], c["ts"], c["dur"] = kind, ts, dur
     args = list(map(g["args"], x))
-    c["external_id"] = _ints(_A["external_id"], args)
-    c["correlation"] = _ints(_A["correlation"], args)
-    # Fields that only some kinds carry (as in the full path): gathered from those rows only.
+    # Each arg is gathered only from the rows of the kinds that carry it (as in the full path).
+    for name in _INT_COLS:
+        c[name] = np.full(m, L.NO_ID, np.int64)
+    c["nbytes"] = np.zeros(m)
     for mask, fields in (
-        (kind == L.CPU_OP, ("seq", "fwd_tid")),
-        (np.isin(kind, L.GPU_KINDS), ("stream", "device", "nbytes")),
+        (kind == L.CPU_OP, ("external_id", "seq", "fwd_tid")),
+        (np.isin(kind, L.GPU_KINDS), ("external_id", "correlation", "stream", "device", "nbytes")),
+        (kind == L.RUNTIME, ("correlation",)),
         (kind == L.PYTHON_FUNCTION, ("py_id", "py_parent")),
     ):
         at = np.flatnonzero(mask)
+        if not at.size:
+            continue
         some = _take(args, at)
         for name in fields:
             if name == "nbytes":
-                col = np.zeros(m)
                 vals = _floats(_A[name], some)
-                col[at] = np.where(np.isfinite(vals), vals, 0.0)
+                c[name][at] = np.where(np.isfinite(vals), vals, 0.0)
             else:
-                col = np.full(m, L.NO_ID, np.int64)
-                col[at] = _ints(_A[name], some)
-            c[name] = col
+                c[name][at] = _ints(_A[name], some)
 
     # Shape arguments of the CPU ops that have Input Dims (and whose name the caller wants them
     # for): one code per distinct (dims, types, concrete) triple, keyed by the three raw JSON
@@ -661,6 +663,9 @@ def _ranges(
         pos = lo
     cuts = [first]  # block starts; a block ends at the "}" before the next start's separator
     ends = []
+    # The last blocks are a quarter size: the workers then finish close together, instead of
+    # one idling while another decodes a whole last block.
+    tail = 2 * n_workers * block if n_workers > 1 else 0
     pos = first + block
     while last > 0 and pos < last:
         raw.seek(pos)
@@ -674,7 +679,7 @@ def _ranges(
             break
         ends.append(cut + 1)
         cuts.append(cut + len(sep) - 1)
-        pos = cut + block
+        pos = cut + (block if last - cut > tail else max(block // 4, 1))
     ranges = list(zip(cuts, [*ends, last + 1], strict=True)) if last > 0 else []
     done = first
 
