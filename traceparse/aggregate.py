@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from traceparse.attribute import Attribution
+from traceparse.attribute import Attribution, factorize
 from traceparse.blocks import Blocks, block_of_calls, find_blocks
 from traceparse.flops.count import FlopTable
 from traceparse.flops.formulas import EMBEDDING, TENSOR_KINDS
@@ -32,14 +32,6 @@ from traceparse.report import (
 from traceparse.scopes import BACKWARD, FORWARD, OTHER_PHASE, PHASE_NAMES
 
 SLOWEST = 20
-
-
-def factorize(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
-    """(code of each value, the distinct values in order of first appearance): one dict lookup
-    per value, then numpy works on the codes."""
-    first: dict[Any, int] = {}
-    code = np.fromiter((first.setdefault(v, len(first)) for v in values), np.int64, len(values))
-    return code, list(first)
 
 
 def _ms(us: float) -> float:

@@ -12,6 +12,8 @@ with the same autograd sequence number. The invariant, checked here:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +32,14 @@ from traceparse.scopes import (
 ATTRIBUTION_MODES = ("scopes", "with_stack", "operators", "cpu")
 
 
+def factorize(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """(code of each value, the distinct values in order of first appearance): one dict lookup
+    per value, then numpy works on the codes."""
+    first: dict[Any, int] = {}
+    code = np.fromiter((first.setdefault(v, len(first)) for v in values), np.int64, len(values))
+    return code, list(first)
+
+
 @dataclass(frozen=True)
 class ModuleCalls:
     """One row per module call (scope interval); `parent` indexes this table (-1: a root call)."""
@@ -45,6 +55,13 @@ class ModuleCalls:
 
     def __len__(self) -> int:
         return int(self.pos.shape[0])
+
+    @cached_property
+    def class_codes(self) -> tuple[np.ndarray, list[str]]:
+        """(per call: a code, the distinct class names): per-class work is then done once per
+        class, not once per call."""
+        code, classes = factorize(self.cls.tolist())
+        return code, [str(c) for c in classes]
 
     def inherit(self, own: np.ndarray, has_own: np.ndarray) -> np.ndarray:
         """Per call: its own value where has_own, else its nearest ancestor's (top-down)."""

@@ -87,9 +87,13 @@ def _blocks_by_repeated_class(calls: ModuleCalls) -> tuple[str | None, np.ndarra
 def _block_kinds(calls: ModuleCalls, index: np.ndarray) -> dict[int, str]:
     """A block's kind, from the classes of the modules it calls."""
     block_of = block_of_calls(calls, index)
+    code, names = calls.class_codes
+    inside = block_of >= 0
     classes: dict[int, set[str]] = {}
-    for i in np.flatnonzero(block_of >= 0):
-        classes.setdefault(int(block_of[i]), set()).add(str(calls.cls[i]))
+    # Distinct (block, class) pairs, in block order: the sets are built from those, not per call.
+    pairs = np.unique(block_of[inside] * len(names) + code[inside])
+    for b, c in zip((pairs // len(names)).tolist(), (pairs % len(names)).tolist(), strict=True):
+        classes.setdefault(b, set()).add(names[c])
     return {b: kind_of(cl) for b, cl in classes.items()}
 
 

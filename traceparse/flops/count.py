@@ -191,7 +191,8 @@ def _mamba_terms(
     phase: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     calls = attr.calls
-    mixer = np.array([bool(MAMBA2_MIXER.search(str(c))) for c in calls.cls], bool)
+    code, classes = calls.class_codes
+    mixer = np.array([bool(MAMBA2_MIXER.search(c)) for c in classes], bool)[code] if classes else np.zeros(0, bool)
     if not mixer.any():
         return None
     shape = Mamba2Shape.from_config(metadata.get("config") or {})
