@@ -23,6 +23,7 @@ from traceparse.load import (
     RUNTIME,
     USER_ANNOTATION,
     Events,
+    of_kinds,
 )
 
 CPU_INTERVAL_KINDS = (CPU_OP, USER_ANNOTATION, PYTHON_FUNCTION, RUNTIME)
@@ -87,7 +88,7 @@ def positions_by_depth(depth: np.ndarray) -> list[np.ndarray]:
 
 
 def build_forest(ev: Events) -> Forest:
-    rows = np.flatnonzero(np.isin(ev.kind, CPU_INTERVAL_KINDS))
+    rows = np.flatnonzero(of_kinds(ev.kind, CPU_INTERVAL_KINDS))
     if rows.size == 0:
         empty = np.empty(0, np.int64)
         return Forest(empty, empty, empty, np.empty(0), np.empty(0))
@@ -282,7 +283,7 @@ def build_index(ev: Events) -> Index:
     forest = build_forest(ev)
     pos_of_row = np.full(len(ev), -1, np.int64)
     pos_of_row[forest.rows] = np.arange(len(forest))
-    gpu_rows = np.flatnonzero(np.isin(ev.kind, GPU_KINDS))
+    gpu_rows = np.flatnonzero(of_kinds(ev.kind, GPU_KINDS))
     gpu_rows = gpu_rows[np.argsort(ev.ts[gpu_rows], kind="stable")]
     launch = _link_launches(ev, forest, gpu_rows, pos_of_row)
 

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from traceparse.load import MEMCPY, MEMSET
+from traceparse.load import MEMCPY, MEMSET, of_kinds
 
 FAMILIES = ("gemm", "attention", "elementwise", "reduction", "copy/memset", "communication", "other")
 
@@ -54,4 +54,4 @@ def item_families(names: tuple[str, ...], name_ids: np.ndarray, kinds: np.ndarra
     lookup = np.array([FAMILIES.index(family_of(names[i])) for i in used.tolist()], np.int8)
     fam = lookup[code.reshape(-1)] if name_ids.size else np.zeros(0, np.int8)
     copy = FAMILIES.index("copy/memset")
-    return np.where(np.isin(kinds, (MEMCPY, MEMSET)), copy, fam).astype(np.int8)
+    return np.where(of_kinds(kinds, (MEMCPY, MEMSET)), copy, fam).astype(np.int8)

@@ -43,6 +43,14 @@ _CATEGORY_KIND = {
 }
 NO_ID = -1
 
+
+def of_kinds(kind: np.ndarray, kinds: tuple[int, ...]) -> np.ndarray:
+    """Per row: is its kind one of `kinds`. A 256-entry table read by the uint8 codes: ~4x
+    faster than np.isin, which sorts (14 vs 4 ms on 735k rows)."""
+    table = np.zeros(256, bool)
+    table[list(kinds)] = True
+    return table[kind]
+
 # Which CPU ops' shape arguments to keep, by op name (None: every op's). Shapes are only read
 # for FLOPs, and numbering them costs a third of a million-event load when every op keeps them.
 ShapesFor = Callable[[str], bool] | None
@@ -560,7 +568,8 @@ def load_trace(
     metadata, meta_notes = _clean_metadata(decoded.traceparse)
     notes += meta_notes
     cpu_side = (CPU_OP, USER_ANNOTATION, PYTHON_FUNCTION, RUNTIME)
-    if np.isin(events.kind, GPU_KINDS).any() and not np.isin(events.kind, cpu_side).any():
+    count = np.bincount(events.kind, minlength=256)
+    if count[list(GPU_KINDS)].any() and not count[list(cpu_side)].any():
         notes.append("GPU-only trace (no CPU events): kernels are not linked to operators, modules or steps.")
     props = decoded.deviceProperties
     return Trace(

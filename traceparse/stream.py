@@ -276,7 +276,7 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
     c["nbytes"] = np.zeros(m)
     for mask, fields in (
         (kind == L.CPU_OP, ("external_id", "seq", "fwd_tid")),
-        (np.isin(kind, L.GPU_KINDS), ("external_id", "correlation", "stream", "device", "nbytes")),
+        (L.of_kinds(kind, L.GPU_KINDS), ("external_id", "correlation", "stream", "device", "nbytes")),
         (kind == L.RUNTIME, ("correlation",)),
         (kind == L.PYTHON_FUNCTION, ("py_id", "py_parent")),
     ):
