@@ -3,7 +3,9 @@
 `load_trace` tries this first. The file is cut into blocks of ~16 MiB of whole events; each is
 wrapped in brackets and decoded by msgspec into small structs with strict field types, which
 become numpy columns through C-level `map(attrgetter)` passes and value→code tables (no
-per-event Python statements). Only one block's structs exist at a time per process, and the
+per-event Python statements); events of other phases (flows are a quarter of a Kineto trace)
+decode into field-less structs, so msgspec only skips over them. Only one block's structs exist
+at a time per process, and the
 shape arguments are kept once per distinct value, so peak memory is the columns, not the JSON
 text nor a Python object per event. On Linux an uncompressed file's blocks are decoded by
 forked worker processes (one per core, up to 4; TRACEPARSE_WORKERS=1 decodes in this process)
@@ -19,7 +21,7 @@ events; a cut anywhere else would leave a bracket open, which the decode of that
 
 Anything this path does not handle exactly like the full decoder (`load._decode` + `_columns`)
 makes it return None and `load_trace` starts over on the full path: the array form, a value
-of an unexpected type (string ids, huge ints, an unknown phase), nanosecond timestamps, a
+of an unexpected type (string ids, huge ints, a missing or unknown phase), nanosecond timestamps, a
 format without such separators, and every malformed file (so error messages stay those of
 the full path). Tests check that both paths give identical columns on every fixture.
 """
