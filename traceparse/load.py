@@ -51,6 +51,7 @@ def of_kinds(kind: np.ndarray, kinds: tuple[int, ...]) -> np.ndarray:
     table[list(kinds)] = True
     return table[kind]
 
+
 # Which CPU ops' shape arguments to keep, by op name (None: every op's). Shapes are only read
 # for FLOPs, and numbering them costs a third of a million-event load when every op keeps them.
 ShapesFor = Callable[[str], bool] | None
