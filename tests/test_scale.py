@@ -307,12 +307,10 @@ def _nested(seed: int) -> list[tuple[int, float, float]]:
     return out
 
 
-@settings(max_examples=80, deadline=None)
-@given(st.integers(0, 2**32 - 1))
-def test_forest_parents_are_the_innermost_containers(seed: int) -> None:
-    intervals = _nested(seed)
+def _cpu_ops(intervals: list[tuple[int, float, float]] | list[tuple[int, int, int]]) -> L.Events:
+    """CPU ops of one process from (thread, start, duration) triples."""
     n = len(intervals)
-    ev = L.Events(
+    return L.Events(
         kind=np.full(n, L.CPU_OP, np.uint8),
         name=np.zeros(n, np.int32),
         names=("op",),
@@ -326,6 +324,13 @@ def test_forest_parents_are_the_innermost_containers(seed: int) -> None:
         shapes=(),
         shapes_recorded=False,
     )
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_forest_parents_are_the_innermost_containers(seed: int) -> None:
+    intervals = _nested(seed)
+    ev = _cpu_ops(intervals)
     forest = build_forest(ev)
     got = {int(r): (int(forest.rows[p]) if p >= 0 else -1) for r, p in zip(forest.rows, forest.parent, strict=True)}
     for i, (t, s, d) in enumerate(intervals):
@@ -477,20 +482,7 @@ def test_forest_depths_and_parents_follow_the_sweep_with_ties_and_empty_interval
     number of intervals open at a start in sweep order; the parent is the last earlier interval
     one level up in the same thread."""
     n = len(intervals)
-    ev = L.Events(
-        kind=np.full(n, L.CPU_OP, np.uint8),
-        name=np.zeros(n, np.int32),
-        names=("op",),
-        ts=np.array([s for _, s, _ in intervals], float),
-        dur=np.array([d for _, _, d in intervals], float),
-        pid=np.ones(n, np.int64),
-        tid=np.array([t for t, _, _ in intervals], np.int64),
-        **{k: np.full(n, -1, np.int64) for k in L_INT},
-        nbytes=np.zeros(n),
-        shape=np.full(n, -1, np.int32),
-        shapes=(),
-        shapes_recorded=False,
-    )
+    ev = _cpu_ops(intervals)
     forest = build_forest(ev)
     thread = ev.tid[forest.rows]
     np.testing.assert_array_equal(forest.depth, _sweep_depths(thread, forest.start, forest.end - forest.start))
