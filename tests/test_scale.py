@@ -205,6 +205,17 @@ def _variant(change: str) -> tuple[bytes, bool]:
     if change == "unknown phase":
         events.append({"ph": "Z", "name": "z", "pid": 1, "tid": 1, "ts": 1.0})
         return _kineto(events), False
+    if change == "missing phase":
+        del events[1]["ph"]
+        return _kineto(events), False
+    if change == "phase not the first key":
+        events[2] = {k: v for k, v in events[2].items() if k != "ph"} | {"ph": "X"}
+        return _kineto(events), True
+    if change == "other phases with a duration and ids":  # never kept, never counted as dropped
+        events.append({"ph": "i", "name": "mark", "pid": 1, "tid": 1, "ts": 3.0, "dur": 2.0})
+        events.append({"ph": "B", "cat": "cpu_op", "name": "aten::mm", "pid": 1, "tid": 1, "ts": 4.0,
+                       "args": {"correlation": 9, "External id": 7}})  # fmt: skip
+        return _kineto(events), True
     if change == "nanoseconds":
         for e in events:
             if isinstance(e.get("ts"), float):
@@ -229,6 +240,9 @@ VARIANTS = [
     "string External id",
     "huge id",
     "unknown phase",
+    "missing phase",
+    "phase not the first key",
+    "other phases with a duration and ids",
     "nanoseconds",
     "array form",
     "minified",
