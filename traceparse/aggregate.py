@@ -305,7 +305,8 @@ def _type_rows(
     same_type_parent = np.zeros(len(calls), bool)
     par = calls.parent
     has = par >= 0
-    same_type_parent[has] = calls.cls[par[has]] == calls.cls[has]
+    cls_code, _ = calls.class_codes
+    same_type_parent[has] = cls_code[par[has]] == cls_code[has]
     at = np.flatnonzero(in_steps)
     code, types = factorize(calls.cls[at].tolist())
     n = len(types)

@@ -52,6 +52,6 @@ def item_families(names: tuple[str, ...], name_ids: np.ndarray, kinds: np.ndarra
     # Only the names items carry are classified (a trace's names are mostly CPU ops).
     used, code = np.unique(name_ids, return_inverse=True)
     lookup = np.array([FAMILIES.index(family_of(names[i])) for i in used.tolist()], np.int8)
-    fam = lookup[code.reshape(-1)] if name_ids.size else np.zeros(0, np.int8)
+    fam = lookup[code.reshape(-1)]
     copy = FAMILIES.index("copy/memset")
     return np.where(of_kinds(kinds, (MEMCPY, MEMSET)), copy, fam).astype(np.int8)

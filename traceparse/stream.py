@@ -248,13 +248,13 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
     g = _G
     # Only complete ("X") events are kept; other phases read as NaN times, so one mask drops
     # them and the complete events without a usable time (those are counted as dropped).
-    x = evs
-    ts, dur = _floats(g["ts"], x), _floats(g["dur"], x)
+    ts, dur = _floats(g["ts"], evs), _floats(g["dur"], evs)
     bad = np.isnan(ts) | np.isnan(dur)
+    x = evs
     if bad.any():
-        out.dropped = list(map(type, _take(x, np.flatnonzero(bad)))).count(_Event)
+        out.dropped = list(map(type, _take(evs, np.flatnonzero(bad)))).count(_Event)
         good = np.flatnonzero(~bad)
-        x, ts, dur = _take(x, good), ts[good], dur[good]
+        x, ts, dur = _take(evs, good), ts[good], dur[good]
     m = out.m = len(x)
     if not m:
         return out
@@ -272,12 +272,13 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
     c = out.cols
     c["kind"], c["ts"], c["dur"] = kind, ts, dur
     args = list(map(g["args"], x))
+    is_cpu = kind == L.CPU_OP
     # Each arg is gathered only from the rows of the kinds that carry it (as in the full path).
     for name in _INT_COLS:
         c[name] = np.full(m, L.NO_ID, np.int64)
     c["nbytes"] = np.zeros(m)
     for mask, fields in (
-        (kind == L.CPU_OP, ("external_id", "seq", "fwd_tid")),
+        (is_cpu, ("external_id", "seq", "fwd_tid")),
         (L.of_kinds(kind, L.GPU_KINDS), ("external_id", "correlation", "stream", "device", "nbytes")),
         (kind == L.RUNTIME, ("correlation",)),
         (kind == L.PYTHON_FUNCTION, ("py_id", "py_parent")),
@@ -296,7 +297,6 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
     # Shape arguments of the CPU ops that have Input Dims (and whose name the caller wants them
     # for): one code per distinct (dims, types, concrete) triple, keyed by the three raw JSON
     # texts joined by NUL (never in raw JSON text).
-    is_cpu = kind == L.CPU_OP
     cpu = np.flatnonzero(is_cpu & tables.names_wanting_shapes(out.codes["name"]))
     cpu_args = _take(args, cpu)
     has = np.flatnonzero(np.fromiter(map(len, map(_DIMS, cpu_args)), np.int64, cpu.size))
@@ -327,10 +327,10 @@ def _decode_range(path: str, start: int, end: int, tables: _Tables | None = None
         f.seek(start)
         if _fill(f, view[1 : n - 1]) != n - 2:
             raise _Bail
-    return _columnize(_DECODER.decode(view), tables or _WORKER_TABLES)
+    return _decode_text(view, tables)
 
 
-def _decode_text(text: bytearray, tables: _Tables | None = None) -> _Block:
+def _decode_text(text: bytearray | memoryview, tables: _Tables | None = None) -> _Block:
     """Decode one block's text (a JSON array of whole events)."""
     return _columnize(_DECODER.decode(text), tables or _WORKER_TABLES)
 

@@ -192,7 +192,7 @@ def _mamba_terms(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     calls = attr.calls
     code, classes = calls.class_codes
-    mixer = np.array([bool(MAMBA2_MIXER.search(c)) for c in classes], bool)[code] if classes else np.zeros(0, bool)
+    mixer = np.array([bool(MAMBA2_MIXER.search(c)) for c in classes], bool)[code]
     if not mixer.any():
         return None
     shape = Mamba2Shape.from_config(metadata.get("config") or {})
