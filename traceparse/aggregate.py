@@ -20,6 +20,7 @@ from traceparse.flops.peaks import peak_tflops
 from traceparse.generation import generation_summary, is_generation
 from traceparse.kernels import FAMILIES, item_families
 from traceparse.load import CPU_OP, Trace
+from traceparse.rates import TENSOR_FAMILIES, compute_rates, flops_known, step_times, stream_overlap_us, union_us
 from traceparse.report import (
     BlockRow,
     FamilyRow,
@@ -27,11 +28,14 @@ from traceparse.report import (
     ModuleRow,
     PhaseRow,
     Report,
+    StepRow,
     TypeRow,
 )
 from traceparse.scopes import BACKWARD, FORWARD, OTHER_PHASE, PHASE_NAMES
 
 SLOWEST = 20
+# Complete-event categories that record no work of their own: not worth a note.
+_QUIET_CATEGORIES = frozenset({"trace", "overhead", "cuda_sync", "cpu_instant_event", "python_function"})
 
 
 def _ms(us: float) -> float:
@@ -42,22 +46,6 @@ def _safe_div(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b <= 0:
         return None
     return a / b
-
-
-def _union_us(start: np.ndarray, end: np.ndarray) -> float:
-    """Total length of the union of intervals (GPU busy time)."""
-    if start.size == 0:
-        return 0.0
-    order = np.argsort(start, kind="stable")
-    s, e = start[order], end[order]
-    running_end = np.maximum.accumulate(e)
-    # A new busy segment starts where an interval begins after everything before it ended.
-    new_seg = np.concatenate([[True], s[1:] > running_end[:-1]])
-    seg_id = np.cumsum(new_seg) - 1
-    seg_start = s[new_seg]
-    seg_end = np.zeros(seg_start.size)
-    np.maximum.at(seg_end, seg_id, e)
-    return float((seg_end - seg_start).sum())
 
 
 def build_report(
@@ -75,8 +63,6 @@ def build_report(
     notes: list[str] = []
 
     calls = attr.calls
-    blocks = find_blocks(calls, meta.get("blocks_container"))
-    block_of_call = block_of_calls(calls, blocks.index_of_call)
     call_in_steps = calls.step >= 0
 
     # ---- time per call (per step) ------------------------------------------------------
@@ -90,6 +76,8 @@ def build_report(
 
     self_all = per_step_self(None)
     incl_all = inclusive(self_all)
+    blocks = find_blocks(calls, meta.get("blocks_container"), incl_all)
+    block_of_call = block_of_calls(calls, blocks.index_of_call)
     incl_fwd = inclusive(per_step_self(FORWARD))
     incl_bwd = inclusive(per_step_self(BACKWARD))
     flops_in_steps = flops.step >= 0
@@ -113,6 +101,21 @@ def build_report(
     peak = peak_override if peak_override else peak_tflops(device, flops.dtype)
     mode = meta.get("mode") or _infer_mode(attr)
 
+    ev = index.events
+    fam = item_families(ev.names, ev.name[items.event_row], ev.kind[items.event_row])
+    # Tensor-core work whose FLOPs no counted op gives: per call, and in all (per step).
+    uncounted = in_steps & np.isin(fam, [FAMILIES.index(f) for f in TENSOR_FAMILIES]) & ~flops.item_tensor
+    if attr.mode == "cpu":
+        uncounted[:] = False
+    call_uncounted_us = inclusive(
+        np.bincount(
+            items.call[uncounted & (items.call >= 0)],
+            weights=items.dur[uncounted & (items.call >= 0)],
+            minlength=len(calls),
+        )
+        / n_steps
+    )
+
     # ---- blocks ---------------------------------------------------------------------------
     params_by_block = _params_by_block(meta)
     block_rows: list[BlockRow] = []
@@ -122,8 +125,10 @@ def build_report(
     for b in sorted(by_block):
         cs = by_block[b]
         gpu_ms = _ms(float(incl_all[cs].sum()))
-        f = float(call_flops[cs].sum()) if has_shapes else None
+        known = has_shapes and flops_known(float(call_uncounted_us[cs].sum()), float(incl_all[cs].sum()))
+        f = float(call_flops[cs].sum()) if known else None
         tfl = _safe_div(f, gpu_ms * 1e9) if f is not None and gpu_ms > 0 else None
+        block_mfu = _safe_div(tfl, peak)
         block_rows.append(
             BlockRow(
                 index=b,
@@ -136,7 +141,7 @@ def build_report(
                 share_pct=100.0 * gpu_ms / _ms(kernel_us) if kernel_us else 0.0,
                 flops=f,
                 tflops=tfl,
-                mfu=_safe_div(tfl, peak),
+                mfu=block_mfu if block_mfu is None or block_mfu <= 1.0 else None,
                 flop_coverage=_safe_div(float(call_cov_us[cs].sum()), float(incl_all[cs].sum())),
                 params=params_by_block.get(b),
             )
@@ -147,8 +152,6 @@ def build_report(
     module_rows = _module_rows(calls, call_in_steps, self_all, incl_all, n_steps, block_of_call)
 
     # ---- kernel families ---------------------------------------------------------------------
-    ev = index.events
-    fam = item_families(ev.names, ev.name[items.event_row], ev.kind[items.event_row])
     # Block kind per item as a small int (0: outside blocks): comparing ints, not strings.
     kind_names = ["outside blocks", *sorted(set(blocks.kinds.values()))]
     kind_code = np.zeros(len(block_of_call) + 1, np.int64)  # the pad slot, read at call -1: 0
@@ -221,19 +224,40 @@ def build_report(
     steps = index.steps
     walls = [s.wall_ms for s in steps] if steps else [_ms(float((ev.ts + ev.dur).max() - ev.ts.min()))]
     wall_ms = float(np.mean(walls))
-    gpu = len(index.gpu) > 0
-    busy_ms = None
+    gpu = len(index.gpu) > 0 and attr.mode != "cpu"
+    per_step = step_times(items.step, items.start, items.end, items.dur, len(steps) if steps else 1)
+    busy_ms = _ms(float(per_step.busy_us.mean())) if gpu else None
+    # Invariant: each step's GPU busy time fits in its span on the device (a bug if not).
+    assert (per_step.busy_us <= per_step.span_us * (1 + 1e-9) + 1e-6).all() or not gpu
     if gpu:
-        busy = [_union_us(items.start[items.step == s], items.end[items.step == s]) for s in range(n_steps)]
-        busy_ms = _ms(float(np.mean(busy)))
+        overlap = stream_overlap_us(items.step, ev.stream[items.event_row], items.start, items.end)
+        if overlap > 1e-3 * max(kernel_us * n_steps, 1.0):
+            notes.append(
+                f"GPU items on one stream overlap each other by {overlap / 1e3 / n_steps:.3f} ms per step: the "
+                "trace's timestamps put more work on a stream than its span holds, so kernel time exceeds busy time."
+            )
+    span_ms = _ms(float(per_step.span_us.mean())) if gpu else None
     roots = np.flatnonzero((calls.parent < 0) & call_in_steps)
-    fwd_profiled = _ms(float((calls.end[roots] - calls.start[roots]).sum()) / n_steps) if roots.size else None
+    # The union, not the sum: with_stack traces can nest Python frames so that roots overlap.
+    fwd_profiled = _ms(union_us(calls.start[roots], calls.end[roots]) / n_steps) if roots.size else None
     timing = meta.get("timing") or {}
     fwd_plain = timing.get("forward_ms_uninstrumented")
     step_plain = timing.get("step_ms_uninstrumented")
-    basis_ms, basis = _effective_basis(mode, fwd_plain, step_plain, fwd_profiled, wall_ms)
-    flops_total = total_flops if has_shapes else None
-    eff = _safe_div(flops_total, basis_ms * 1e9 if basis_ms else None)
+    rates = compute_rates(
+        flops_counted=total_flops if has_shapes else None,
+        uncounted_tensor_ms=_ms(float(items.dur[uncounted].sum()) / n_steps),
+        kernel_ms=_ms(kernel_us),
+        busy_ms=busy_ms,
+        span_ms=span_ms,
+        wall_ms=wall_ms,
+        mode=mode,
+        fwd_plain=fwd_plain,
+        step_plain=step_plain,
+        peak=peak,
+        device=device,
+        dtype=flops.dtype,
+    )
+    notes.extend(rates.notes)
     general = General(
         model=meta.get("model_id"),
         model_class=meta.get("model_class"),
@@ -255,19 +279,22 @@ def build_report(
         forward_ms_scopes=timing.get("forward_ms_scopes"),
         step_ms_uninstrumented=step_plain,
         gpu_idle_pct=100.0 * (1.0 - busy_ms / wall_ms) if busy_ms is not None and wall_ms > 0 else None,
-        flops=flops_total,
+        flops=rates.flops,
         flops_elementwise=ew_flops if has_shapes else None,
         flops_analytic=analytic_flops if has_shapes else None,
-        effective_tflops=eff,
-        effective_basis=basis if eff is not None else None,
-        kernel_tflops=_safe_div(flops_total, kernel_us * 1e6) if flops_total is not None else None,
-        mfu=_safe_div(eff, peak),
+        effective_tflops=rates.effective_tflops,
+        effective_basis=rates.effective_basis,
+        kernel_tflops=rates.kernel_tflops,
+        mfu=rates.mfu,
         peak_tflops=peak,
         dtype=flops.dtype,
         flop_coverage=coverage if has_shapes else 0.0,
         attention_flops=flops.convention,
         mode=mode,
         unattributed_ms=unattributed_ms,
+        gpu_span_ms=rates.gpu_span_ms,
+        flops_counted=rates.flops_counted,
+        attention_backward=flops.attention_backward,
     )
     notes += _notes(trace, attr, flops, n_steps, in_steps, blocks)
     return Report(
@@ -283,19 +310,28 @@ def build_report(
         step_wall_ms=walls,
         generation=generation,
         top_operators=_top_operators(attr, in_steps, n_steps) if attr.mode in ("operators", "cpu") else [],
+        block_stacks=[
+            {
+                "container": st.container,
+                "blocks": st.blocks,
+                "kinds": st.kinds,
+                "gpu_ms": _ms(st.gpu_us),
+                "share_pct": 100.0 * st.gpu_us / kernel_us if kernel_us else 0.0,
+            }
+            for st in blocks.stacks
+        ],
+        steps=[
+            StepRow(
+                number=steps[k].number if steps else None,
+                wall_ms=walls[k],
+                kernel_ms=_ms(float(per_step.kernel_us[k])),
+                gpu_busy_ms=_ms(float(per_step.busy_us[k])) if gpu else None,
+                gpu_span_ms=_ms(float(per_step.span_us[k])) if gpu else None,
+                items=int(per_step.items[k]),
+            )
+            for k in range(len(walls))
+        ],
     )
-
-
-def _effective_basis(
-    mode: str | None, fwd_plain: float | None, step_plain: float | None, fwd_profiled: float | None, wall: float
-) -> tuple[float | None, str]:
-    if mode in (None, "forward") and fwd_plain:
-        return float(fwd_plain), "forward_ms_uninstrumented"
-    if mode in ("train", "generate") and step_plain:
-        return float(step_plain), "step_ms_uninstrumented"
-    if mode in (None, "forward") and fwd_profiled:
-        return fwd_profiled, "forward_ms_profiled"
-    return wall, "wall_ms"
 
 
 def _type_rows(
@@ -417,7 +453,14 @@ def _notes(
         notes.append("No ProfilerStep# annotations: the whole trace is treated as one step.")
     if index.incomplete_steps:
         notes.append(f"{index.incomplete_steps} incomplete ProfilerStep span(s) at the end were dropped.")
-    outside = float(attr.items.dur[~in_steps].sum())
+    tail = index.gpu.tail if attr.mode != "cpu" else np.zeros(len(attr.items), bool)
+    if tail.any():
+        notes.append(
+            f"{int(tail.sum())} GPU items ({float(attr.items.dur[tail].sum()) / 1e3:.3f} ms) with no launch event "
+            "started before their step's first launched item: work of the previous step (launched before the "
+            "profiler recorded), left out of the step."
+        )
+    outside = float(attr.items.dur[~in_steps & ~tail].sum())
     if outside > 0:
         notes.append(f"{outside / 1e3:.3f} ms of work lies outside every profiler step and is not in the tables.")
     if not flops.has_shapes:
@@ -427,12 +470,46 @@ def _notes(
     notes.extend(trace.notes)
     if flops.analytic.any():
         notes.append("SSM (Mamba2) scan FLOPs are analytic, from the model config in the trace metadata.")
+    if flops.ssm_unknown_calls:
+        notes.append(
+            f"{flops.ssm_unknown_calls} Mamba2 mixer call(s) have no SSD scan FLOPs: the trace has no model config "
+            "(traceparse capture records it); FLOPs exclude the scan and its kernels count as not covered."
+        )
     if blocks.container is None and len(attr.calls):
         notes.append("No block container found: the per-block table is empty.")
+    if len(blocks.stacks) > 1:
+        others = ", ".join(f"{s.container} ({s.blocks} blocks)" for s in blocks.stacks[1:])
+        notes.append(
+            f"{len(blocks.stacks)} repeated block stacks: the block table shows {blocks.container}, which holds "
+            f"the most GPU time; the others are in block_stacks: {others}."
+        )
+    graph_items = _graph_replayed(index)
+    if graph_items:
+        notes.append(
+            f"{graph_items} GPU items came from CUDA-graph replays (cudaGraphLaunch): they are attributed to the "
+            "operator or module around the launch; no operator with shapes ran for them, so their FLOPs are unknown."
+        )
+    unknown = [(c, n) for c, n in index.events.other_categories if c.lower() not in _QUIET_CATEGORIES]
+    if unknown:
+        listed = ", ".join(f"{c or '(no category)'} ×{n}" for c, n in unknown[:6])
+        notes.append(
+            f"Events of categories traceparse does not analyze: {listed}. Work they record (another device "
+            "type, a range profiler) is not in the tables."
+        )
     if trace.source_format == "array":
         notes.append("Trace in Chrome's JSON-array form (no metadata).")
     del n_steps
     return notes
+
+
+def _graph_replayed(index: Any) -> int:
+    """GPU items launched by a CUDA/HIP graph launch call."""
+    ev, g = index.events, index.gpu
+    graph_names = [i for i, n in enumerate(ev.names) if "GraphLaunch" in n]
+    if not graph_names or not (g.launch >= 0).any():
+        return 0
+    launched = g.launch[g.launch >= 0]
+    return int(np.isin(ev.name[index.forest.rows[launched]], graph_names).sum())
 
 
 def _params_by_block(meta: dict[str, Any]) -> dict[int, int]:

@@ -183,7 +183,7 @@ def build_slices(analysis: Analysis) -> tuple[dict[int, tuple[int, int]], list[S
     time_pc = np.bincount(phase * n_calls + cl, dur, n_phases * n_calls)
     has_shapes = fl.has_shapes
 
-    blocks = find_blocks(calls, analysis.trace.metadata.get("blocks_container"))
+    blocks = find_blocks(calls, analysis.trace.metadata.get("blocks_container"), analysis.attribution.inclusive_us())
     block_of = _block_of(calls.parent, calls.depth, blocks.index_of_call)
     root_label = _root_labels(analysis)
 

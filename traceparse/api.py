@@ -48,6 +48,7 @@ def run_pipeline(
     peak_tflops: float | None = None,
     progress: Callable[[str, float | None], None] | None = None,
     render_format: str | None = None,
+    attention_backward: float = 2.5,
 ) -> Analysis:
     """`progress(stage, fraction or None)` hears of each stage (traceparse.progress.Progress shows
     it); `render_format`: the format the caller will render, whose libraries are then imported
@@ -69,7 +70,7 @@ def run_pipeline(
     say("attributing", None)
     attr = attribute(index)
     say("counting FLOPs", None)
-    flops = count_flops(attr, trace.metadata, attention)
+    flops = count_flops(attr, trace.metadata, attention, attention_backward)
     say("aggregating", None)
     return Analysis(trace, attr, flops, build_report(trace, attr, flops, peak_tflops))
 

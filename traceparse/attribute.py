@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from traceparse.index import Index, match_sorted, step_of
+from traceparse.index import Index, step_of
 from traceparse.load import CPU_OP, USER_ANNOTATION
 from traceparse.scopes import (
     BACKWARD,
@@ -283,15 +283,8 @@ def _backward_links(
     out = np.full(len(forest), -1, np.int64)
     if not is_node.any() or not fwd.any():
         return out, out.copy(), out.copy()
-    fwd_pos = np.flatnonzero(fwd)
-    # Of the forward ops sharing a sequence number, a scoped one names the module (the deepest).
-    order = np.lexsort((-forest.depth[fwd_pos], nearest_call[fwd_pos] < 0, seq[fwd_pos]))
-    fwd_pos = fwd_pos[order]
-    fseq = seq[fwd_pos]
-    first = np.concatenate([[True], fseq[1:] != fseq[:-1]])
-    fwd_pos, fseq = fwd_pos[first], fseq[first]
     node_pos = np.flatnonzero(is_node)
-    k, hit = match_sorted(fseq, seq[node_pos])
+    fwd_pos, k, hit = _creating_ops(np.flatnonzero(fwd), node_pos, seq, forest.start)
     own_call = np.full(len(forest), -1, np.int64)
     own_phase = np.full(len(forest), -1, np.int64)
     own_call[node_pos[hit]] = nearest_call[fwd_pos[k[hit]]]
@@ -300,6 +293,33 @@ def _backward_links(
     own_op[node_pos[hit]] = fwd_pos[k[hit]]
     linked = own_phase >= 0
     return forest.propagate(own_call, linked), forest.propagate(own_phase, linked), forest.propagate(own_op, linked)
+
+
+def _creating_ops(
+    cand: np.ndarray, nodes: np.ndarray, seq: np.ndarray, start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each backward node, the forward op that created it: (candidates, index of each node's
+    op in them, whether it has one).
+
+    Every op records the *next* autograd sequence number when it starts, and the counter moves on
+    only when a node is created, so ops that create no node (`zero_` in zero_grad, `item`, the
+    optimizer's ops) share a number with the node the next creating op makes. That op is the
+    latest to start, before the node runs, among the ops with its number."""
+    n_c = cand.size
+    key_seq = np.concatenate([seq[cand], seq[nodes]])
+    key_start = np.concatenate([start[cand], start[nodes]])
+    is_node = np.concatenate([np.zeros(n_c, bool), np.ones(nodes.size, bool)])
+    order = np.lexsort((is_node, key_start, key_seq))  # by number, then time; ops before nodes on ties
+    last_op = np.maximum.accumulate(np.where(is_node[order], -1, np.arange(order.size)))
+    at_node = np.flatnonzero(is_node[order])
+    prev = last_op[at_node]
+    ok = prev >= 0
+    ok[ok] = key_seq[order][prev[ok]] == key_seq[order][at_node[ok]]
+    k = np.zeros(nodes.size, np.int64)
+    k[order[at_node] - n_c] = np.where(ok, order[np.where(ok, prev, 0)], 0)
+    hit = np.zeros(nodes.size, bool)
+    hit[order[at_node] - n_c] = ok
+    return cand, k, hit
 
 
 def _cpu_items(index: Index, kind_of_pos: np.ndarray) -> Items:

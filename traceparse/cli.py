@@ -176,6 +176,11 @@ class AttnConvention(StrEnum):
     full = "full"
 
 
+class AttnBackward(StrEnum):
+    recompute = "2.5"
+    fcm = "2"
+
+
 def _no_blas_threads() -> None:
     """analyze/annotate never call BLAS, but importing numpy starts OpenBLAS's thread pool, one
     spinning thread per core: 2.2 s of CPU per run on a 16-core box (measured), in each worker
@@ -194,6 +199,10 @@ def analyze(
     attention_flops: Annotated[
         AttnConvention, typer.Option(help="causal: unmasked half only; full: all pairs (PaLM/FCM)")
     ] = AttnConvention.causal,
+    attention_backward: Annotated[
+        AttnBackward,
+        typer.Option(help="attention backward FLOPs per forward FLOP: 2.5 (with the recomputed scores) or 2 (FCM)"),
+    ] = AttnBackward.recompute,
     peak_tflops: Annotated[float | None, typer.Option(help="override the device peak for MFU")] = None,
     charts: Annotated[Path | None, typer.Option(help="also write PNG charts into this directory")] = None,
     html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML report here")] = None,
@@ -212,7 +221,9 @@ def analyze(
         if peak_tflops is not None and peak_tflops <= 0:
             raise TraceparseError("--peak-tflops must be positive")
         with Progress(enabled=not quiet) as progress:
-            analysis = run_pipeline(trace, attention_flops.value, peak_tflops, progress, fmt.value)
+            analysis = run_pipeline(
+                trace, attention_flops.value, peak_tflops, progress, fmt.value, float(attention_backward.value)
+            )
             report = analysis.report
             from traceparse.render import render  # imported by now (run_pipeline): kept off the start-up path
 

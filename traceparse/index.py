@@ -27,6 +27,7 @@ from traceparse.load import (
 )
 
 CPU_INTERVAL_KINDS = (CPU_OP, USER_ANNOTATION, PYTHON_FUNCTION, RUNTIME)
+STEP_KINDS = (CPU_OP, USER_ANNOTATION, PYTHON_FUNCTION)
 _STEP_RE = re.compile(r"^ProfilerStep#(\d+)$")
 
 
@@ -193,6 +194,7 @@ class GpuItems:
     launch: np.ndarray  # forest position of the runtime call that launched it, -1 if unknown
     op: np.ndarray  # forest position of the innermost CPU op around the launch, -1 if unknown
     step: np.ndarray  # index into Index.steps, -1 outside every step
+    tail: np.ndarray  # bool: an unlaunched item before its step's first launched one (previous step's work)
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -214,12 +216,13 @@ def find_steps(ev: Events, forest: Forest) -> tuple[list[Step], int]:
     step_name_ids = {i: int(m.group(1)) for i, n in enumerate(names) if (m := _STEP_RE.match(n))}
     if not step_name_ids:
         return [], 0
-    mask = np.isin(ev.name[forest.rows], list(step_name_ids)) & (ev.kind[forest.rows] == USER_ANNOTATION)
+    # A user_annotation since torch 1.11, an "Operator" before: any CPU-side kind but a runtime call.
+    mask = np.isin(ev.name[forest.rows], list(step_name_ids)) & of_kinds(ev.kind[forest.rows], STEP_KINDS)
     pos = np.flatnonzero(mask)
-    steps = [
-        Step(step_name_ids[int(ev.name[forest.rows[p]])], float(forest.start[p]), float(forest.end[p])) for p in pos
-    ]
-    steps.sort(key=lambda s: s.start)
+    found = {
+        (step_name_ids[int(ev.name[forest.rows[p]])], float(forest.start[p]), float(forest.end[p])) for p in pos
+    }  # a set: a producer that writes a step under two categories gives it once
+    steps = sorted((Step(*f) for f in found), key=lambda s: s.start)
     # A step that overlaps the next one or is cut off by the end of the trace is incomplete:
     # the profiler stopped mid-step. Keep only steps that closed.
     last_event = float(np.max(ev.ts + ev.dur)) if len(ev) else 0.0
@@ -303,6 +306,8 @@ def build_index(ev: Events) -> Index:
     when = np.where(launch >= 0, start[np.where(launch >= 0, launch, -1)], ev.ts[gpu_rows])
     when = np.where((launch < 0) & (op >= 0), start[np.where(op >= 0, op, -1)], when)
     step_of_item = step_of(when, steps)
+    tail = previous_step_tail(step_of_item, ev.ts[gpu_rows], (launch >= 0) | (op >= 0), len(steps))
+    step_of_item = np.where(tail, -1, step_of_item)
     return Index(
         events=ev,
         forest=forest,
@@ -313,12 +318,30 @@ def build_index(ev: Events) -> Index:
             launch=launch,
             op=op,
             step=step_of_item,
+            tail=tail,
         ),
         steps=tuple(steps),
         steps_found=bool(steps),
         incomplete_steps=incomplete,
         position_of_row=pos_of_row,
     )
+
+
+def previous_step_tail(step: np.ndarray, start: np.ndarray, linked: np.ndarray, n_steps: int) -> np.ndarray:
+    """Per GPU item: is it work of the step before (not in `step`'s totals)?
+
+    An item with no launch event was launched before the profiler recorded CPU events (the
+    optimizer of the unprofiled step before the first active one, still running when the first
+    ProfilerStep begins), so its start alone would put it in the wrong step. A stream runs its
+    work in order, so such an item that starts before the step's first launched item is the
+    previous step's tail. Steps without any launched item keep theirs (a GPU-only trace)."""
+    if not n_steps or linked.all():
+        return np.zeros(step.shape[0], bool)
+    in_step = (step >= 0) & linked
+    first = np.full(n_steps, np.inf)
+    np.minimum.at(first, step[in_step], start[in_step])
+    own_first = first[np.where(step >= 0, step, 0)]
+    return (step >= 0) & ~linked & (start < own_first)
 
 
 def step_of(when: np.ndarray, steps: Sequence[Step]) -> np.ndarray:

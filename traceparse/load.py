@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import re
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -28,20 +30,50 @@ from traceparse.errors import NotATraceError, UnreadableError, UsageError
 OTHER, CPU_OP, USER_ANNOTATION, PYTHON_FUNCTION, RUNTIME, KERNEL, MEMCPY, MEMSET, GPU_USER_ANNOTATION = range(9)
 GPU_KINDS = (KERNEL, MEMCPY, MEMSET)
 
+# Category names differ by producer era and vendor: torch 1.8-1.10 wrote "Operator", "Runtime",
+# "Kernel", "Memcpy", "Memset"; later Kineto "cpu_op", "cuda_runtime", "kernel", "gpu_memcpy"…;
+# ROCm builds reuse the CUDA names for HIP calls. Matched case-insensitively (kind_of_category).
 _CATEGORY_KIND = {
     "cpu_op": CPU_OP,
-    "operator": CPU_OP,  # older torch
+    "operator": CPU_OP,  # torch 1.8-1.10
     "user_annotation": USER_ANNOTATION,
     "python_function": PYTHON_FUNCTION,
     "cuda_runtime": RUNTIME,
     "cuda_driver": RUNTIME,
-    "runtime": RUNTIME,  # older torch / ROCm
+    "runtime": RUNTIME,  # torch 1.8-1.10
+    "hip_runtime": RUNTIME,
     "kernel": KERNEL,
     "gpu_memcpy": MEMCPY,
+    "memcpy": MEMCPY,  # torch 1.8-1.10
     "gpu_memset": MEMSET,
+    "memset": MEMSET,  # torch 1.8-1.10
     "gpu_user_annotation": GPU_USER_ANNOTATION,
 }
+
+
+def kind_of_category(cat: str | None) -> int:
+    """The kind of a complete event of this category (OTHER when unknown)."""
+    if cat is None:
+        return OTHER
+    got = _CATEGORY_KIND.get(cat)
+    if got is None:
+        low = cat.lower()
+        got = _CATEGORY_KIND.get(low)
+        if got is None:  # xpu_runtime, mtia_runtime, privateuse1_driver…: another device's launch calls
+            got = RUNTIME if low.endswith(("_runtime", "_driver")) else OTHER
+    return got
+
+
 NO_ID = -1
+
+
+def category_counts(counts: dict[Any, int]) -> tuple[tuple[str, int], ...]:
+    """Category → count, most first, a missing category as ""."""
+    merged: dict[str, int] = {}
+    for cat, n in counts.items():
+        key = cat if isinstance(cat, str) else ""
+        merged[key] = merged.get(key, 0) + n
+    return tuple(sorted(merged.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def of_kinds(kind: np.ndarray, kinds: tuple[int, ...]) -> np.ndarray:
@@ -65,6 +97,7 @@ _EMPTY = msgspec.Raw()
 # (_as_int, _as_float): an odd value is ignored, never fatal. The event's own fields stay typed.
 class _Args(msgspec.Struct, gc=False):
     external_id: Any = msgspec.field(default=None, name="External id")
+    external_id_old: Any = msgspec.field(default=None, name="external id")  # torch 1.8-1.10
     correlation: Any = None
     input_dims: msgspec.Raw = msgspec.field(default=_EMPTY, name="Input Dims")
     input_type: msgspec.Raw = msgspec.field(default=_EMPTY, name="Input type")
@@ -142,6 +175,8 @@ class Events:
     shape: np.ndarray  # int32 index into `shapes`; NO_ID: not a CPU op with "Input Dims"
     shapes: tuple[ShapeArgs, ...]  # in order of first appearance
     shapes_recorded: bool  # some CPU op has "Input Dims" (record_shapes), kept or not
+    # Categories of complete events no stage reads ("Trace", a vendor's device events…): count.
+    other_categories: tuple[tuple[str, int], ...] = ()
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
@@ -323,11 +358,19 @@ def _columns(raw: list[_Event], shapes_for: ShapesFor = None) -> tuple[Events, i
     recorded = False
     dropped = 0
     name_col, ext, corr = cols["name"], cols["external_id"], cols["correlation"]
+    kinds_seen: dict[str | None, int] = {}
+
+    def kind_of(cat: str | None) -> int:
+        got = kinds_seen.get(cat)
+        if got is None:
+            got = kinds_seen[cat] = kind_of_category(cat)
+        return got
+
     for i, e in enumerate(raw):
         ph = e.ph
         cat = e.cat
         if ph == "X":
-            k = _CATEGORY_KIND.get(cat, OTHER) if cat is not None else OTHER
+            k = kind_of(cat)
             if e.ts is None or e.dur is None:
                 keep[i] = False
                 dropped += 1
@@ -350,7 +393,7 @@ def _columns(raw: list[_Event], shapes_for: ShapesFor = None) -> tuple[Events, i
             continue
         # Each id is kept only for the kinds it links (as in the streaming loader).
         if k == CPU_OP:
-            ext[i] = _as_int(a.external_id)
+            ext[i] = _as_int(a.external_id if a.external_id is not None else a.external_id_old)
             cols["seq"][i] = _as_int(a.seq)
             cols["fwd_tid"][i] = _as_int(a.fwd_tid)
             recorded = recorded or bool(a.input_dims)
@@ -362,7 +405,7 @@ def _columns(raw: list[_Event], shapes_for: ShapesFor = None) -> tuple[Events, i
                     shape_args.append(ShapeArgs(a.input_dims, a.input_type or None, a.concrete or None))
                 shape[i] = code
         elif k in GPU_KINDS:
-            ext[i] = _as_int(a.external_id)
+            ext[i] = _as_int(a.external_id if a.external_id is not None else a.external_id_old)
             corr[i] = _as_int(a.correlation)
             cols["stream"][i] = _as_int(a.stream)
             cols["device"][i] = _as_int(a.device)
@@ -394,6 +437,7 @@ def _columns(raw: list[_Event], shapes_for: ShapesFor = None) -> tuple[Events, i
         shape=shape[rows],
         shapes=tuple(shape_args),
         shapes_recorded=recorded,
+        other_categories=category_counts(dict(Counter(raw[i].cat for i in rows[kind[rows] == OTHER].tolist()))),
     )
     return events, dropped
 
@@ -527,6 +571,18 @@ def _clean_metadata(raw: Any) -> tuple[dict[str, Any], list[str]]:
     return meta, notes
 
 
+_STEP_NAME = re.compile(r"^ProfilerStep#\d+$")
+
+
+def _steps_as_annotations(ev: Events) -> None:
+    """torch 1.8-1.10 wrote `ProfilerStep#N` as an "Operator": make it the annotation it is, so
+    that no stage takes a step for the op that launched a kernel."""
+    ids = [i for i, n in enumerate(ev.names) if _STEP_NAME.match(n)]
+    if ids:
+        rows = np.flatnonzero(np.isin(ev.name, ids) & (ev.kind == CPU_OP))
+        ev.kind[rows] = USER_ANNOTATION
+
+
 def load_trace(
     path: str | os.PathLike[str],
     progress: Callable[[int, int], None] | None = None,
@@ -564,6 +620,13 @@ def load_trace(
         raise NotATraceError(f"{p}: a timestamp or duration is out of range") from None
     events, out_of_range = _sane_times(events)
     dropped += out_of_range
+    _steps_as_annotations(events)
+    if not (events.kind != OTHER).any():
+        found = ", ".join(f"{c or '(none)'} ×{n}" for c, n in events.other_categories[:5])
+        raise NotATraceError(
+            f"{p}: not a torch.profiler trace: none of its {len(events)} complete events has a category the "
+            f"PyTorch profiler writes (cpu_op, kernel, …); its categories: {found}"
+        )
     if len(events) == 0:
         raise NotATraceError(f"{p}: no complete ('X') events with ts and dur: nothing to analyze")
     metadata, meta_notes = _clean_metadata(decoded.traceparse)

@@ -51,6 +51,21 @@ class General:
     attention_flops: str  # "causal" or "full"
     mode: str | None  # forward | train | generate (metadata), else inferred
     unattributed_ms: float
+    gpu_span_ms: float | None = None  # first GPU item start to last end, per step (mean)
+    flops_counted: float | None = None  # FLOPs of the ops with shapes: a lower bound when `flops` is null
+    attention_backward: float = 2.5  # attention backward FLOPs as a multiple of forward
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One profiler step (a trace without steps is one)."""
+
+    number: int | None  # N of ProfilerStep#N
+    wall_ms: float  # CPU span of the step
+    kernel_ms: float  # GPU items counted in it (CPU self time in a CPU-only trace)
+    gpu_busy_ms: float | None
+    gpu_span_ms: float | None
+    items: int
 
 
 @dataclass(frozen=True)
@@ -122,6 +137,8 @@ class Report:
     step_wall_ms: list[float]
     generation: dict[str, Any] | None = None
     top_operators: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[StepRow] = field(default_factory=list)
+    block_stacks: list[dict[str, Any]] = field(default_factory=list)  # container, blocks, kinds, gpu_ms, share_pct
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema": SCHEMA, "source": self.source}
@@ -137,6 +154,8 @@ class Report:
         out["step_wall_ms"] = list(self.step_wall_ms)
         out["generation"] = self.generation
         out["top_operators"] = list(self.top_operators)
+        out["steps"] = [asdict(s) for s in self.steps]
+        out["block_stacks"] = list(self.block_stacks)
         return out
 
     # DataFrame views for the Python API.

@@ -35,7 +35,7 @@ import re
 import sys
 import threading
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -98,6 +98,7 @@ def _can_fork() -> bool:
 
 class _Args(msgspec.Struct, gc=False, frozen=True):
     external_id: int | None = msgspec.field(default=L.NO_ID, name="External id")
+    external_id_old: int | None = msgspec.field(default=L.NO_ID, name="external id")  # torch 1.8-1.10
     correlation: int | None = L.NO_ID
     input_dims: msgspec.Raw = msgspec.field(default=L._EMPTY, name="Input Dims")
     input_type: msgspec.Raw = msgspec.field(default=L._EMPTY, name="Input type")
@@ -174,11 +175,7 @@ def _take(items: list[Any], at: np.ndarray) -> list[Any]:
     return [items[int(i)] for i in at]
 
 
-def _cat_code(cat: str | None) -> int:
-    """The kind of an "X" event of this category."""
-    return L._CATEGORY_KIND.get(cat, L.OTHER) if cat is not None else L.OTHER
-
-
+_cat_code = L.kind_of_category
 _CAT_CODES: dict[Any, int] = {c: _cat_code(c) for c in (None, *L._CATEGORY_KIND)}
 
 
@@ -221,6 +218,7 @@ class _Block:
     cols: dict[str, np.ndarray] = field(default_factory=dict)  # final values
     codes: dict[str, np.ndarray] = field(default_factory=dict)  # name, pid, tid, shape: local codes
     new: dict[str, list[Any]] = field(default_factory=dict)  # values first seen here, in order
+    other_cats: dict[Any, int] = field(default_factory=dict)  # categories of OTHER-kind events: count
 
 
 def _lookup(
@@ -266,6 +264,9 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
         for c in dict.fromkeys(cats):
             _CAT_CODES.setdefault(c, _cat_code(c))
         kind = np.fromiter(map(_CAT_CODES.__getitem__, cats), np.uint8, m)
+    other = np.flatnonzero(kind == L.OTHER)
+    if other.size:
+        out.other_cats = dict(Counter(map(g["cat"], _take(x, other))))
 
     lut, new = tables.lut, out.new
     out.codes = {k: _lookup(lut[k], new[k], g[k], x, np.int64) for k in ("name", "pid", "tid")}
@@ -278,8 +279,11 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
         c[name] = np.full(m, L.NO_ID, np.int64)
     c["nbytes"] = np.zeros(m)
     for mask, fields in (
-        (is_cpu, ("external_id", "seq", "fwd_tid")),
-        (L.of_kinds(kind, L.GPU_KINDS), ("external_id", "correlation", "stream", "device", "nbytes")),
+        (is_cpu, ("external_id", "external_id_old", "seq", "fwd_tid")),
+        (
+            L.of_kinds(kind, L.GPU_KINDS),
+            ("external_id", "external_id_old", "correlation", "stream", "device", "nbytes"),
+        ),
         (kind == L.RUNTIME, ("correlation",)),
         (kind == L.PYTHON_FUNCTION, ("py_id", "py_parent")),
     ):
@@ -291,6 +295,9 @@ def _columnize(evs: list[_Event], tables: _Tables) -> _Block:
             if name == "nbytes":
                 vals = _floats(_A[name], some)
                 c[name][at] = np.where(np.isfinite(vals), vals, 0.0)
+            elif name == "external_id_old":  # read only where the current spelling is absent
+                ext = c["external_id"][at]
+                c["external_id"][at] = np.where(ext != L.NO_ID, ext, _ints(_A[name], some))
             else:
                 c[name][at] = _ints(_A[name], some)
 
@@ -418,6 +425,7 @@ class _Columns:
         self.maps: dict[tuple[int, int], dict[str, list[int]]] = {}  # per process: local code → global id
         self.shapes_recorded = False
         self.dropped = 0
+        self.other_cats: dict[Any, int] = {}
         self.max_abs_ts = 0.0
 
     def _global(self, table: str, value: Any) -> int:
@@ -433,6 +441,8 @@ class _Columns:
 
     def merge(self, b: _Block) -> None:
         self.dropped += b.dropped
+        for cat, count in b.other_cats.items():
+            self.other_cats[cat] = self.other_cats.get(cat, 0) + count
         self.max_abs_ts = max(self.max_abs_ts, b.max_abs_ts)
         self.shapes_recorded = self.shapes_recorded or b.shapes_recorded
         if not b.m:
@@ -477,6 +487,7 @@ class _Columns:
             shape=cat("shape", np.int32),
             shapes=tuple(self.shapes),
             shapes_recorded=self.shapes_recorded,
+            other_categories=L.category_counts(self.other_cats),
         )
 
 

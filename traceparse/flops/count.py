@@ -18,6 +18,8 @@ import numpy as np
 from traceparse.attribute import Attribution
 from traceparse.flops.analytic import MAMBA2_MIXER, Mamba2Shape, mamba2_forward_flops
 from traceparse.flops.formulas import (
+    ATTENTION_BACKWARD_DEFAULT,
+    ATTENTION_BACKWARD_OPS,
     FORMULAS,
     GEMM_OPS,
     TENSOR_KINDS,
@@ -47,7 +49,9 @@ class FlopTable:
     item_tensor: np.ndarray  # per item: known and tensor (GEMM/attention/conv/SSM) work
     dtype: str | None  # dtype of most GEMM FLOPs (for MFU)
     convention: AttentionConvention
+    attention_backward: float  # attention backward FLOPs as a multiple of forward
     has_shapes: bool  # the trace recorded shapes at all
+    ssm_unknown_calls: int = 0  # Mamba2 mixer calls whose scan FLOPs are unknown (no config)
 
     def total(self, kinds: tuple[str, ...] = TENSOR_KINDS, phase: int | None = None, step: int | None = None) -> float:
         keep = np.isin(self.kind, [KINDS.index(k) for k in kinds])
@@ -64,7 +68,12 @@ class FlopTable:
         return np.bincount(self.call[keep], weights=self.flops[keep], minlength=n_calls)
 
 
-def count_flops(attr: Attribution, metadata: dict[str, Any], convention: AttentionConvention = "causal") -> FlopTable:
+def count_flops(
+    attr: Attribution,
+    metadata: dict[str, Any],
+    convention: AttentionConvention = "causal",
+    attention_backward: float = ATTENTION_BACKWARD_DEFAULT,
+) -> FlopTable:
     ev, forest = attr.index.events, attr.index.forest
     names = ev.names
     formula_ids = np.array([n in FORMULAS for n in names], bool)
@@ -85,6 +94,13 @@ def count_flops(attr: Attribution, metadata: dict[str, Any], convention: Attenti
         _count_one(names[name_ids[j]], ev.shapes[shape_ids[j]], convention) if shape_ids[j] >= 0 else _UNKNOWN
         for j in first.tolist()
     ]
+    scale = attention_backward / ATTENTION_BACKWARD_DEFAULT
+    firsts = first.tolist()
+    if scale != 1.0:  # the formulas count attention backward at the default multiple of forward
+        seen = [
+            (f * scale, k, dt) if names[name_ids[j]] in ATTENTION_BACKWARD_OPS else (f, k, dt)
+            for (f, k, dt), j in zip(seen, firsts, strict=True)
+        ]
     flops = np.array([f for f, _, _ in seen], np.float64)[inverse]
     kind = np.array([k for _, k, _ in seen], np.int8)[inverse]
     times = np.bincount(inverse, minlength=len(seen))
@@ -139,6 +155,15 @@ def count_flops(attr: Attribution, metadata: dict[str, Any], convention: Attenti
     in_analytic = np.isin(items.call, list(analytic_calls)) if analytic_calls else np.zeros(len(items), bool)
     covered = (k_item >= 0) | in_analytic
     tensor = np.isin(k_item, tensor_kinds) | in_analytic
+    # Mixers without an analytic term: their scan's kernels sit under elementwise ops, whose
+    # FLOPs say nothing of the scan's: only their GEMMs (projections) count as covered.
+    unknown_mixers = _mixer_calls(attr) - analytic_calls
+    if unknown_mixers:
+        calls = attr.calls
+        is_mixer = np.zeros(len(calls), bool)
+        is_mixer[list(unknown_mixers)] = True
+        under = np.append(calls.inherit(np.where(is_mixer, 1, 0), is_mixer), 0)[items.call] > 0
+        covered &= ~under | (k_item == KINDS.index("gemm"))
     return FlopTable(
         flops=flops,
         kind=kind,
@@ -151,7 +176,9 @@ def count_flops(attr: Attribution, metadata: dict[str, Any], convention: Attenti
         item_tensor=tensor,
         dtype=gemm_dtypes.most_common(1)[0][0] if gemm_dtypes else None,
         convention=convention,
+        attention_backward=attention_backward,
         has_shapes=ev.shapes_recorded,
+        ssm_unknown_calls=len(unknown_mixers),
     )
 
 
@@ -179,6 +206,12 @@ def _safe(raw: Any) -> list[Any]:
     except (msgspec.DecodeError, UnicodeDecodeError):  # shape args are decoded lazily: not yet validated
         return []
     return out if isinstance(out, list) else []
+
+
+def _mixer_calls(attr: Attribution) -> set[int]:
+    code, classes = attr.calls.class_codes
+    mixer = np.array([bool(MAMBA2_MIXER.search(c)) for c in classes], bool)
+    return set(np.flatnonzero(mixer[code]).tolist()) if mixer.size else set()
 
 
 def _mamba_terms(

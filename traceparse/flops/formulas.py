@@ -33,6 +33,10 @@ from typing import Any, Literal
 import numpy as np
 
 AttentionConvention = Literal["causal", "full"]
+# Attention backward as a multiple of forward: 2.5 counts dQ, dK, dV, dP and the recomputed scores
+# S (what FlashAttention's backward executes); 2.0 is FlopCounterMode's convention (the four
+# gradient matmuls only), which peer tools use. `count_flops(attention_backward=…)` rescales.
+ATTENTION_BACKWARD_DEFAULT = 2.5
 FlopKind = Literal["gemm", "attention", "conv", "elementwise", "ssm"]
 TENSOR_KINDS: tuple[str, ...] = ("gemm", "attention", "conv", "ssm")
 
@@ -340,7 +344,7 @@ def _attention(sig: _AttnSig) -> Formula:
             window_left=m.window_left,
             window_right=m.window_right,
         )
-        return FlopCount(flops * (2.5 if sig.backward else 1.0), "attention")
+        return FlopCount(flops * (ATTENTION_BACKWARD_DEFAULT if sig.backward else 1.0), "attention")
 
     return formula
 
@@ -568,3 +572,6 @@ EMBEDDING = "aten::embedding"  # its weight's shape gives the hidden size (aggre
 def shapes_needed(op_name: str) -> bool:
     """Whether the pipeline reads this op's shape arguments: the loader keeps only those."""
     return op_name in FORMULAS or op_name == EMBEDDING
+
+
+ATTENTION_BACKWARD_OPS = frozenset(name for name, sig in _ATTENTION.items() if sig.backward)

@@ -91,7 +91,7 @@ def block_family_ms(analysis: Analysis) -> dict[int, dict[str, float]]:
     """
     attr = analysis.attribution
     calls, items, ev = attr.calls, attr.items, attr.index.events
-    blocks = find_blocks(calls, analysis.trace.metadata.get("blocks_container"))
+    blocks = find_blocks(calls, analysis.trace.metadata.get("blocks_container"), analysis.attribution.inclusive_us())
     block_of_call = block_of_calls(calls, blocks.index_of_call)
     fam = item_families(ev.names, ev.name[items.event_row], ev.kind[items.event_row]).astype(np.int64)
     keep = (items.step >= 0) & (items.call >= 0)

@@ -43,6 +43,7 @@ def general_rows(r: Report, lang: str) -> list[list[str]]:
         ["params_linear", _int(g.params_linear, u)],
         ["kernel_ms", f"{g.kernel_ms:.3f} ms"],
         ["gpu_busy_ms", _num(g.gpu_busy_ms, "{:.3f} ms", u)],
+        ["gpu_span_ms", _num(g.gpu_span_ms, "{:.3f} ms", u)],
         [
             "wall_ms",
             f"{_num(g.wall_ms, '{:.3f}', u)} ms ({_num(g.wall_ms_min, '{:.3f}', u)}–"
@@ -54,6 +55,11 @@ def general_rows(r: Report, lang: str) -> list[list[str]]:
         ["step_ms_uninstrumented", _num(g.step_ms_uninstrumented, "{:.3f} ms", u)],
         ["gpu_idle_pct", _num(g.gpu_idle_pct, "{:.1f} %", u)],
         ["flops", _num(None if g.flops is None else g.flops / 1e9, "{:.2f} GFLOPs", u)],
+        *(
+            [["flops_counted", _num(g.flops_counted / 1e9, "{:.2f} GFLOPs", u)]]
+            if g.flops is None and g.flops_counted is not None
+            else []
+        ),
         ["flops_analytic", _num(None if g.flops_analytic is None else g.flops_analytic / 1e9, "{:.2f} GFLOPs", u)],
         [
             "flops_elementwise",
@@ -70,7 +76,7 @@ def general_rows(r: Report, lang: str) -> list[list[str]]:
             + (f" (peak {g.peak_tflops:.0f} TFLOP/s {g.dtype})" if g.peak_tflops and g.dtype else ""),
         ],
         ["flop_coverage", _num(None if g.flop_coverage is None else 100 * g.flop_coverage, "{:.1f} %", u)],
-        ["attention_flops", g.attention_flops],
+        ["attention_flops", f"{g.attention_flops}, backward {g.attention_backward:g}× forward"],
         ["unattributed_ms", f"{g.unattributed_ms:.3f} ms"],
         ["attribution", r.attribution],
     ]
@@ -112,6 +118,25 @@ def sections(r: Report, lang: str = "en") -> list[Section]:
                         _int(b.params, u),
                     ]
                     for b in r.blocks
+                ],
+            )
+        )
+    if len(r.steps) > 1:
+        out.append(
+            Section(
+                "steps",
+                t(lang, "step_table"),
+                [col(lang, h) for h in ["step", "wall ms", "kernel ms", "busy ms", "span ms", "items"]],
+                [
+                    [
+                        "" if s.number is None else s.number,
+                        f"{s.wall_ms:.3f}",
+                        f"{s.kernel_ms:.3f}",
+                        _num(s.gpu_busy_ms, "{:.3f}", u),
+                        _num(s.gpu_span_ms, "{:.3f}", u),
+                        s.items,
+                    ]
+                    for s in r.steps
                 ],
             )
         )
