@@ -19,7 +19,7 @@ from traceparse.flops.formulas import EMBEDDING, TENSOR_KINDS
 from traceparse.flops.peaks import peak_tflops
 from traceparse.generation import generation_summary, is_generation
 from traceparse.kernels import FAMILIES, item_families
-from traceparse.load import CPU_OP, Trace
+from traceparse.load import CPU_OP, RUNTIME, Trace
 from traceparse.rates import TENSOR_FAMILIES, compute_rates, flops_known, step_times, stream_overlap_us, union_us
 from traceparse.report import (
     BlockRow,
@@ -35,7 +35,7 @@ from traceparse.scopes import BACKWARD, FORWARD, OTHER_PHASE, PHASE_NAMES
 
 SLOWEST = 20
 # Complete-event categories that record no work of their own: not worth a note.
-_QUIET_CATEGORIES = frozenset({"trace", "overhead", "cuda_sync", "cpu_instant_event", "python_function"})
+_QUIET_CATEGORIES = frozenset({"trace", "overhead", "cuda_sync", "cpu_instant_event", "python_function", "traceparse"})
 
 
 def _ms(us: float) -> float:
@@ -258,6 +258,17 @@ def build_report(
         dtype=flops.dtype,
     )
     notes.extend(rates.notes)
+    lagging = [s.number for s, busy in zip(steps, per_step.busy_us, strict=False) if busy / 1e3 > s.wall_ms]
+    if gpu and lagging:
+        notes.append(
+            f"In {len(lagging)} step(s) the GPU was busy longer than the step's CPU span: work launched in a step "
+            "runs on after the CPU has moved to the next (the GPU lags the CPU); GPU idle is over the GPU span."
+        )
+    if attr.mode == "cpu" and (ev.kind == RUNTIME).any():
+        notes.append(
+            f"The trace has {int((ev.kind == RUNTIME).sum())} device runtime calls but no GPU kernels: device "
+            "activity was not recorded (or was recorded as another category); times are host-side only."
+        )
     general = General(
         model=meta.get("model_id"),
         model_class=meta.get("model_class"),
@@ -278,7 +289,10 @@ def build_report(
         forward_ms_uninstrumented=fwd_plain,
         forward_ms_scopes=timing.get("forward_ms_scopes"),
         step_ms_uninstrumented=step_plain,
-        gpu_idle_pct=100.0 * (1.0 - busy_ms / wall_ms) if busy_ms is not None and wall_ms > 0 else None,
+        # Idle within the window the step occupied the GPU: its CPU span, or longer when the GPU lags.
+        gpu_idle_pct=100.0 * (1.0 - busy_ms / max(wall_ms, span_ms or 0.0))
+        if busy_ms is not None and max(wall_ms, span_ms or 0.0) > 0
+        else None,
         flops=rates.flops,
         flops_elementwise=ew_flops if has_shapes else None,
         flops_analytic=analytic_flops if has_shapes else None,

@@ -38,7 +38,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(
             r"flash|fmha|attention|attn|sdpa|cudnn_generated_fort_native_sdpa|mha_|softmax_warp|"
             r"paged_?kv|decode_?kernel|merge_?state|cutlass_?mla|flashinfer|unified_attention|"
-            r"xformers|efficient_?attention|triton_.*attn",
+            r"xformers|efficient_?attention|triton_.*attn|sage_fwd|sage_bwd|sageattn",
             re.I,
         ),
     ),
@@ -46,7 +46,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         "conv",
         re.compile(
             r"conv|fprop|dgrad|wgrad|implicit_?gemm|winograd|im2col|col2im|cudnn::detail::|"
-            r"igemm|depthwise|miopen|naive_conv|sm\d+_xmma_(?:fprop|dgrad|wgrad)",
+            r"igemm|depthwise|miopen|naive_conv|sm\d+_xmma_(?:fprop|dgrad|wgrad)|cask_cudnn",
             re.I,
         ),
     ),
@@ -65,7 +65,8 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         "normalization",
         re.compile(
             r"norm|batch_?norm|bn_fw|bn_bw|bn_(?:fw|bw)_|welford|layer_?norm|rms_?norm|group_?norm|"
-            r"instance_?norm|cuComputeGradInput|cuApplyLayerNorm|cuComputePartGradGammaBeta",
+            r"instance_?norm|cuComputeGradInput|cuApplyLayerNorm|cuComputePartGradGammaBeta|GammaBeta|"
+            r"RowwiseMoments|cuComputeGradGammaBeta",
             re.I,
         ),
     ),
@@ -74,7 +75,8 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(
             r"copy|memcpy|memset|CatArrayBatchedCopy|cat_|fill_kernel|index_put|gather|scatter|transpose|"
             r"permute|index_?select|indexSelect|embedding|take_along|masked_select|nonzero|\bcat\b|"
-            r"_to_copy|contiguous|pad_kernel|roll|flip|repeat",
+            r"_to_copy|contiguous|pad_kernel|roll|flip|repeat|nchwToNhwc|nhwcToNchw|scalePackedTensor|"
+            r"linearize_index|indexing_backward|store_kvcache|kv_?cache|to_dense|compute_position",
             re.I,
         ),
     ),
@@ -83,7 +85,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.compile(
             r"reduce|softmax|cumsum|cumprod|scan|argmax|argmin|topk|sort|radix|mean|sum_kernel|triton_red|"
             r"triton_per|max_kernel|min_kernel|logsumexp|nll_loss|cross_entropy|histogram|unique|bincount|"
-            r"multinomial|segment",
+            r"multinomial|segment|pool|ClassNLLCriterion|routing|bitmatrix",
             re.I,
         ),
     ),
@@ -93,7 +95,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"elementwise|vectorized|unrolled|pointwise|triton_poi|triton_|activation|silu|gelu|relu|swiglu|"
             r"mul|add|exp|div|sub|where|clamp|sigmoid|tanh|rotary|rope|dropout|fused_|foreach|multi_tensor_apply|"
             r"adam|sgd|lamb|distribution|random|rand|philox|bernoulli|fill|arange|compare|bitwise|cast|"
-            r"quantize|dequant|abs|neg|pow|sqrt|rsqrt|log|sin|cos|round|floor|ceil|sign|lerp",
+            r"quant|abs|neg|pow|sqrt|rsqrt|log|sin|cos|round|floor|ceil|sign|lerp",
             re.I,
         ),
     ),

@@ -110,11 +110,17 @@ def compute_rates(
 ) -> Rates:
     notes: list[str] = []
     flops = flops_counted
-    if flops is not None and not flops_known(uncounted_tensor_ms, kernel_ms):
+    if flops == 0.0:
+        # No GEMM, attention or convolution op with shapes ran: whatever the kernels did (custom
+        # or Triton kernels, another device's work), 0 would claim to know it.
+        notes.append("No operator with a FLOP formula (GEMM, attention, convolution) ran: FLOPs are unknown.")
+        flops = None
+    elif flops is not None and not flops_known(uncounted_tensor_ms, kernel_ms):
         notes.append(
             f"{uncounted_tensor_ms:.3f} ms per step of GEMM/attention/conv kernels "
             f"({100 * uncounted_tensor_ms / kernel_ms:.1f} % of kernel time) ran without an operator whose shapes "
-            "give their FLOPs (CUDA-graph replays, compiled regions or custom kernels): FLOPs, TFLOP/s and MFU "
+            "give their FLOPs (CUDA-graph replays, compiled regions, custom kernels, or ops whose arguments the trace "
+            "lacks): FLOPs, TFLOP/s and MFU "
             f"are unknown; the operators with shapes account for {flops / 1e9:.2f} GFLOPs per step "
             "(flops_counted, a lower bound)."
         )

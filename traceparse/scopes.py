@@ -27,12 +27,14 @@ PHASE_NAMES = ("forward", "backward", "loss", "optimizer", "zero_grad", "other")
 _PHASE_MARKERS: tuple[tuple[re.Pattern[str], int], ...] = (
     (re.compile(r"^traceparse:backward$"), BACKWARD),
     (re.compile(r"^autograd::engine::evaluate_function: "), BACKWARD),
+    # torch 1.8-1.9 recorded the autograd node itself ("CudnnConvolutionBackward", "AddmmBackward")
+    (re.compile(r"^[A-Z]\w*Backward\d*$"), BACKWARD),
     (re.compile(r"^traceparse:loss$"), LOSS),
     (re.compile(r"^traceparse:optimizer$"), OPTIMIZER),
     (re.compile(r"^Optimizer\.step#"), OPTIMIZER),
     (re.compile(r"^Optimizer\.zero_grad#"), ZERO_GRAD),
 )
-BACKWARD_NODE = re.compile(r"^autograd::engine::evaluate_function: ")
+BACKWARD_NODE = re.compile(r"^autograd::engine::evaluate_function: |^[A-Z]\w*Backward\d*$")
 
 
 @dataclass(frozen=True)

@@ -381,6 +381,10 @@ def _conv_geometry(sig: _ConvSig, args: OpArgs) -> _ConvGeometry | None:
     x, w = _shape(args, sig.x), _shape(args, sig.weight)
     if not x or not w or len(x) < 3 or len(w) != len(x):
         return None
+    if not args.concrete:
+        # torch < 1.13 recorded no Concrete Inputs: stride, padding and groups are unknown, and
+        # defaults would silently count a stride-2 convolution 4x (wrong FLOPs, not unknown ones).
+        return None
     spatial = len(x) - 2
     stride, pad, dil = (
         _per_dim(_int_list(args, i) or [d], spatial) for i, d in ((sig.stride, 1), (sig.pad, 0), (sig.dil, 1))

@@ -23,7 +23,7 @@ TEXT: dict[str, dict[str, str]] = {
         "num_blocks": "Blocks",
         "params": "Parameters (all)",
         "params_linear": "Parameters (Linear layers only)",
-        "kernel_ms": "GPU kernel time",
+        "kernel_ms": "GPU time (kernels, memcpy, memset)",
         "gpu_busy_ms": "GPU busy time (union of kernels)",
         "wall_ms": "Step wall time under the profiler (min–max)",
         "forward_ms_profiled": "Forward CPU time under the profiler (root call)",
