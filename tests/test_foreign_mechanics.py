@@ -191,7 +191,7 @@ def test_a_chrome_trace_of_another_framework_is_refused(tmp_path: Path) -> None:
     """A TensorFlow profiler trace: Chrome format, but none of torch.profiler's categories."""
     events = [_x("Op", "MatMul", 10.0 * i, 5.0, pid=3) for i in range(10)]
     events += [{"ph": "M", "name": "process_name", "pid": 3, "args": {"name": "/device:GPU:0 Compute"}}]
-    with pytest.raises(NotATraceError, match="not a torch.profiler trace.*Op ×10"):
+    with pytest.raises(NotATraceError, match=r"not a torch.profiler trace.*Op ×10"):
         run_pipeline(_write(tmp_path, events))
 
 

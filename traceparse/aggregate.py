@@ -210,8 +210,8 @@ def build_report(
         )
 
     generation = None
-    if is_generation(attr, mode):
-        mode = mode or "generate"
+    if is_generation(attr, meta.get("mode")):
+        mode = "generate"
         generation, gen_rows = generation_summary(attr, flops, blocks.index_of_call, block_of_call, meta)
         phase_rows = gen_rows + [p for p in phase_rows if p.phase != "forward"]
 

@@ -621,14 +621,14 @@ def load_trace(
     events, out_of_range = _sane_times(events)
     dropped += out_of_range
     _steps_as_annotations(events)
+    if len(events) == 0:
+        raise NotATraceError(f"{p}: no complete ('X') events with ts and dur: nothing to analyze")
     if not (events.kind != OTHER).any():
         found = ", ".join(f"{c or '(none)'} ×{n}" for c, n in events.other_categories[:5])
         raise NotATraceError(
             f"{p}: not a torch.profiler trace: none of its {len(events)} complete events has a category the "
             f"PyTorch profiler writes (cpu_op, kernel, …); its categories: {found}"
         )
-    if len(events) == 0:
-        raise NotATraceError(f"{p}: no complete ('X') events with ts and dur: nothing to analyze")
     metadata, meta_notes = _clean_metadata(decoded.traceparse)
     notes += meta_notes
     cpu_side = (CPU_OP, USER_ANNOTATION, PYTHON_FUNCTION, RUNTIME)

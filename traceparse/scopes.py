@@ -57,7 +57,8 @@ def classify_names(ev: Events) -> ScopeNames:
     st_mask = np.zeros(n, bool)
     for i, name in enumerate(names):
         kinds = kinds_by_name.get(i, set())
-        if kinds & {CPU_OP, USER_ANNOTATION} and (m := TRACEPARSE_SCOPE.match(name)):
+        # A class name starts with a capital: torch's own "CUDAGraphNode.record (dynamo_timed)" is no scope.
+        if kinds & {CPU_OP, USER_ANNOTATION} and (m := TRACEPARSE_SCOPE.match(name)) and m.group("cls")[0].isupper():
             tp_mask[i], tp_qual[i], tp_cls[i] = True, m.group("qual"), m.group("cls")
         elif PYTHON_FUNCTION in kinds and (m := STACK_SCOPE.match(name)):
             st_mask[i], st_qual[i], st_cls[i] = True, f"{m.group('cls')}_{m.group('n')}", m.group("cls")

@@ -43,6 +43,7 @@ class FlopTable:
     call: np.ndarray  # module call (-1: none)
     phase: np.ndarray  # int8
     step: np.ndarray  # step index (-1 outside)
+    start: np.ndarray  # CPU start time (µs) of the counted op (of the module call, for analytic terms)
     analytic: np.ndarray  # bool
     op_name: np.ndarray  # object: op name, or "analytic: <Class>"
     item_covered: np.ndarray  # per attribution item: its kernels' FLOPs are known
@@ -114,6 +115,7 @@ def count_flops(
     call = attr.call_of_pos(counted) if counted.size else np.empty(0, np.int64)
     phase = attr.phase_of_pos[counted]
     step = attr.step_of_time(forest.start[counted])
+    start = forest.start[counted]
     op_name = np.array([*names, ""], dtype=object)[name_of_pos[counted]]
     analytic = np.zeros(counted.size, bool)
 
@@ -122,13 +124,14 @@ def count_flops(
     if extra is not None:
         drop, a_flops, a_call, a_phase, a_step, a_names = extra
         keep = ~drop
-        counted, flops, kind, call, phase, step, op_name, analytic = (
+        counted, flops, kind, call, phase, step, start, op_name, analytic = (
             counted[keep],
             flops[keep],
             kind[keep],
             call[keep],
             phase[keep],
             step[keep],
+            start[keep],
             op_name[keep],
             analytic[keep],
         )
@@ -137,6 +140,7 @@ def count_flops(
         call = np.concatenate([call, a_call])
         phase = np.concatenate([phase, a_phase]).astype(np.int8)
         step = np.concatenate([step, a_step])
+        start = np.concatenate([start, attr.calls.start[a_call]])
         op_name = np.concatenate([op_name, a_names])
         analytic = np.concatenate([analytic, np.ones(a_flops.size, bool)])
         analytic_calls = set(a_call.tolist())
@@ -170,6 +174,7 @@ def count_flops(
         call=call,
         phase=phase,
         step=step,
+        start=start,
         analytic=analytic,
         op_name=op_name,
         item_covered=covered,
