@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
-from tests.conftest import QWEN_TRAIN, analysis
+from tests.conftest import QWEN_TRAIN, ROOT, analysis
 from traceparse.api import run_pipeline
 from traceparse.errors import NotATraceError
 
@@ -252,3 +253,18 @@ def test_every_block_stack_is_found_and_the_busiest_is_shown(tmp_path: Path) -> 
     assert stacks["text_encoder.text_model.encoder.layers"]["kinds"] == {"encoder": 12}
     assert stacks["transformer.transformer_blocks"]["gpu_ms"] == pytest.approx(3 * 4 * 2 * 0.5)
     assert any("2 repeated block stacks" in n for n in report.notes)
+
+
+def test_a_repeated_run_is_layers_not_its_multiples() -> None:
+    from traceparse.inferred_blocks import repeated_run
+
+    layer = [5, 6, 7, 8, 9, 6]
+    seq = np.array([1, 2] + layer * 4 + [3, 4])
+    assert repeated_run(seq) == (2, 6, 4)  # the period, not twice it; head and tail left out
+    assert repeated_run(np.array([1, 2, 3, 4, 5, 6, 7, 8])) is None
+
+
+def test_iterations_of_a_model_are_not_taken_for_its_layers() -> None:
+    """AlexNet run twice in a trace without steps: the repeat is the whole model."""
+    r = run_pipeline(ROOT / "fixtures/foreign/hta-alexnet-benchmark_result_2869224_1695835535_trace.json.gz").report
+    assert r.blocks == []

@@ -144,3 +144,30 @@ def test_compiled_model_without_shapes_has_unknown_flops_and_a_gpu_time_basis() 
     r = report("llama-compile-fwd")
     assert r.general.flops is None and r.general.effective_tflops is None
     assert r.general.gpu_span_ms is not None and r.general.gpu_span_ms >= r.general.gpu_busy_ms
+
+
+def test_blocks_of_an_eager_model_without_module_events_are_inferred_with_their_flops() -> None:
+    """No with_stack, no scopes: the kernel sequence repeats once per layer. Each inferred block's
+    FLOPs are one layer's, computed here from the config: projections and MLP (2 FLOPs per
+    weight per token) plus causal attention."""
+    case = "llama8b-seq4096-fwd"
+    cfg, seq = FIGURES[case]["config"], FIGURES[case]["seq"]
+    h, kv = cfg["hidden_size"], cfg["num_key_value_heads"] * cfg["head_dim"]
+    weights = 2 * h * h + 2 * h * kv + 3 * h * cfg["intermediate_size"]
+    attention = 4 * cfg["num_attention_heads"] * cfg["head_dim"] * seq * (seq + 1) // 2
+    r = report(case, "causal")
+    assert [b.kind for b in r.blocks] == ["inferred", "inferred"]
+    for b in r.blocks:
+        assert b.flops == pytest.approx(2 * seq * weights + attention, rel=1e-9)
+        assert b.mfu is not None and b.mfu <= 1
+    assert any("2 blocks inferred" in n for n in r.notes)
+
+
+def test_blocks_of_a_compiled_model_are_inferred_from_its_triton_kernels() -> None:
+    """Inductor names the same fused norm `_6`, `_8`, `_9`… per layer: kernels compare by kind.
+    The first layer's extra kernels (positions, rotary table) leave it out; the note says so."""
+    r = report("llama-compile-fwd")
+    assert FIGURES["llama-compile-fwd"]["config"]["num_hidden_layers"] == 4
+    assert [b.kind for b in r.blocks] == ["inferred"] * 3
+    assert max(b.gpu_ms for b in r.blocks) < 1.05 * min(b.gpu_ms for b in r.blocks)
+    assert any("first layer" in n for n in r.notes)

@@ -18,6 +18,7 @@ from traceparse.flops.count import FlopTable
 from traceparse.flops.formulas import EMBEDDING, TENSOR_KINDS
 from traceparse.flops.peaks import peak_tflops
 from traceparse.generation import generation_summary, is_generation
+from traceparse.inferred_blocks import InferredBlocks, infer_blocks, inferred_rows
 from traceparse.kernels import FAMILIES, item_families
 from traceparse.load import CPU_OP, RUNTIME, Trace
 from traceparse.rates import TENSOR_FAMILIES, compute_rates, flops_known, step_times, stream_overlap_us, union_us
@@ -146,6 +147,13 @@ def build_report(
                 params=params_by_block.get(b),
             )
         )
+
+    inferred = None
+    # Not in generation traces: there the forward (one per token) repeats, not the layer.
+    if not block_rows and len(index.gpu) and attr.mode != "cpu" and not is_generation(attr, meta.get("mode")):
+        inferred = infer_blocks(attr)
+        if inferred is not None:
+            block_rows = inferred_rows(attr, flops, inferred, uncounted, kernel_us, peak)
 
     # ---- module types and modules ------------------------------------------------------------
     type_rows = _type_rows(calls, call_in_steps, self_all, incl_all, n_steps, kernel_us)
@@ -277,7 +285,7 @@ def build_report(
         hidden_size=_int_or_none(config.get("hidden_size")) or _hidden_from_trace(attr),
         seq_len=_int_or_none(meta.get("seq_len")),
         batch_size=_int_or_none(meta.get("batch_size")),
-        num_blocks=len(by_block),
+        num_blocks=len(block_rows),
         params=_int_or_none(meta.get("params")),
         params_linear=_int_or_none(meta.get("params_linear")),
         kernel_ms=_ms(kernel_us),
@@ -310,7 +318,7 @@ def build_report(
         flops_counted=rates.flops_counted,
         attention_backward=flops.attention_backward,
     )
-    notes += _notes(trace, attr, flops, n_steps, in_steps, blocks)
+    notes += _notes(trace, attr, flops, n_steps, in_steps, blocks, inferred)
     return Report(
         source=trace.path,
         general=general,
@@ -450,7 +458,13 @@ def _outermost_op(parent: np.ndarray, is_op: np.ndarray, start: np.ndarray) -> n
 
 
 def _notes(
-    trace: Trace, attr: Attribution, flops: FlopTable, n_steps: int, in_steps: np.ndarray, blocks: Blocks
+    trace: Trace,
+    attr: Attribution,
+    flops: FlopTable,
+    n_steps: int,
+    in_steps: np.ndarray,
+    blocks: Blocks,
+    inferred: InferredBlocks | None,
 ) -> list[str]:
     notes = []
     index = attr.index
@@ -489,7 +503,13 @@ def _notes(
             f"{flops.ssm_unknown_calls} Mamba2 mixer call(s) have no SSD scan FLOPs: the trace has no model config "
             "(traceparse capture records it); FLOPs exclude the scan and its kernels count as not covered."
         )
-    if blocks.container is None and len(attr.calls):
+    if inferred is not None:
+        notes.append(
+            f"No module events: {inferred.count} blocks inferred from the kernel sequence, which repeats every "
+            f"{inferred.period} kernels (block kind 'inferred'); a block may start anywhere within a layer, and "
+            "a first layer whose kernels differ (fused with the embedding) may be left out."
+        )
+    elif blocks.container is None and len(attr.calls):
         notes.append("No block container found: the per-block table is empty.")
     if len(blocks.stacks) > 1:
         others = ", ".join(f"{s.container} ({s.blocks} blocks)" for s in blocks.stacks[1:])
