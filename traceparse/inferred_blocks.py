@@ -136,13 +136,14 @@ def inferred_rows(
     tensor = np.isin(flops.kind, [KINDS.index(k) for k in TENSOR_KINDS])
     flop_block = np.full(flops.flops.size, -1, np.int64)
     for s in range(n):
-        firsts = np.array(
-            [np.nanmin(launched[(inferred.block_of_item == b) & (items.step == s)]) for b in range(inferred.count)]
-        )
+        in_step = (items.step == s) & np.isfinite(launched)
+        per_block = [launched[in_step & (inferred.block_of_item == b)] for b in range(inferred.count)]
+        if any(t.size == 0 for t in per_block):
+            continue  # launches unknown (a GPU-only trace): no op can be placed in a block
+        firsts = np.array([t.min() for t in per_block])
         mine = tensor & (flops.step == s)
         k = np.searchsorted(firsts, flops.start[mine], side="right") - 1
-        last = np.nanmax(launched[(inferred.block_of_item == inferred.count - 1) & (items.step == s)])
-        flop_block[np.flatnonzero(mine)] = np.where((k >= 0) & (flops.start[mine] <= last), k, -1)
+        flop_block[np.flatnonzero(mine)] = np.where((k >= 0) & (flops.start[mine] <= per_block[-1].max()), k, -1)
     rows = []
     for b in range(inferred.count):
         mine = inferred.block_of_item == b
