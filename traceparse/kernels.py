@@ -46,7 +46,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         "conv",
         re.compile(
             r"conv|fprop|dgrad|wgrad|implicit_?gemm|winograd|im2col|col2im|cudnn::detail::|"
-            r"igemm|depthwise|miopen|naive_conv|sm\d+_xmma_(?:fprop|dgrad|wgrad)|cask_cudnn",
+            r"igemm|depthwise|miopen|naive_conv|sm\d+_xmma_(?:fprop|dgrad|wgrad)|cask_cudnn|cudnn::cnn::",
             re.I,
         ),
     ),
@@ -76,7 +76,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
             r"copy|memcpy|memset|CatArrayBatchedCopy|cat_|fill_kernel|index_put|gather|scatter|transpose|"
             r"permute|index_?select|indexSelect|embedding|take_along|masked_select|nonzero|\bcat\b|"
             r"_to_copy|contiguous|pad_kernel|roll|flip|repeat|nchwToNhwc|nhwcToNchw|scalePackedTensor|"
-            r"linearize_index|indexing_backward|store_kvcache|kv_?cache|to_dense|compute_position",
+            r"linearize_index|indexing_backward|store_kvcache|kv_?cache|to_dense|compute_position|triu_tril",
             re.I,
         ),
     ),
