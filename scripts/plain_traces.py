@@ -264,17 +264,22 @@ def ids_of(vocab: int, batch: int, seq: int) -> torch.Tensor:
 
 
 # widths: real ones, or --tiny ones for a CPU test
+def tiny_decoder(layers: int) -> dict[str, Any]:
+    """Toy widths of every decoder config, for a CPU test of the script."""
+    return dict(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+    )
+
+
 def llama8b(layers: int) -> dict[str, Any]:
     if TINY:
-        return dict(
-            vocab_size=512,
-            hidden_size=64,
-            intermediate_size=160,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=8192,
-        )
+        return tiny_decoder(layers)
     return dict(
         vocab_size=128256,
         hidden_size=4096,
@@ -291,15 +296,7 @@ def llama8b(layers: int) -> dict[str, Any]:
 
 def llama1b(layers: int) -> dict[str, Any]:  # Llama-3.2-1B widths
     if TINY:
-        return dict(
-            vocab_size=512,
-            hidden_size=64,
-            intermediate_size=160,
-            num_hidden_layers=layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=8192,
-        )
+        return tiny_decoder(layers)
     return dict(
         vocab_size=128256,
         hidden_size=2048,

@@ -35,6 +35,7 @@ Definitions (see fixtures/foreign/SOURCES.md):
       gpu_span_us: last end - first start over the step's launched GPU items
         (null when none).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -145,19 +146,17 @@ def figures(data) -> dict:
         if isinstance(name, str):
             if not has_compiled and "Torch-Compiled Region" in name:
                 has_compiled = True
-            if (not has_with_stack and ck.lower() == "python_function"
-                    and name.startswith("nn.Module:")):
+            if not has_with_stack and ck.lower() == "python_function" and name.startswith("nn.Module:"):
                 has_with_stack = True
         if ev.get("ph") == "X" and isnum(ev.get("ts")) and isnum(ev.get("dur")):
             xs.append(ev)
 
     median_ts = statistics.median(e["ts"] for e in xs) if xs else None
     dtu = top.get("displayTimeUnit") if isinstance(top, dict) else None
-    ns = bool(median_ts is not None and (
-        median_ts > 1e17 or (dtu == "ns" and median_ts > 1e16)))
+    ns = bool(median_ts is not None and (median_ts > 1e17 or (dtu == "ns" and median_ts > 1e16)))
     scale = 1e-3 if ns else 1.0
 
-    gpu = []      # (ts, dur, cat, corr, name, device)
+    gpu = []  # (ts, dur, cat, corr, name, device)
     launches = {}  # corr -> (ts, name)
     dup_launch = 0
     launch_count = 0
@@ -192,8 +191,7 @@ def figures(data) -> dict:
                     launches[c] = (ts, name)
         m = STEP_RE.match(name)
         if m and cat not in NOT_STEP_CATS:
-            steps.append({"n": int(m.group(1)), "ts": ts, "dur": dur,
-                          "cat": ev.get("cat")})
+            steps.append({"n": int(m.group(1)), "ts": ts, "dur": dur, "cat": ev.get("cat")})
     steps.sort(key=lambda s: (s["ts"], s["n"]))
 
     by_cat: dict = {}
@@ -202,7 +200,7 @@ def figures(data) -> dict:
     linked = 0
     devices = set()
     cijk = False
-    for ts, dur, cat, c, name, dev in gpu:
+    for _ts, dur, cat, c, name, dev in gpu:
         b = by_cat.setdefault(cat, {"count": 0, "us": 0.0})
         b["count"] += 1
         b["us"] += dur
@@ -227,7 +225,7 @@ def figures(data) -> dict:
         first = None
         last_end = None
         unl = []
-        for ts, dur, cat, c, name, dev in gpu:
+        for ts, dur, cat, c, _name, _dev in gpu:
             la = launches.get(c) if c is not None else None
             if la is not None:
                 if lo <= la[0] <= hi:
@@ -242,24 +240,31 @@ def figures(data) -> dict:
             elif lo <= ts <= hi:
                 unl.append((ts, dur))
         tail = [u for u in unl if first is None or u[0] < first]
-        out_steps.append({
-            "n": s["n"], "cat": s["cat"], "ts": r3(s["ts"]), "dur": r3(s["dur"]),
-            "gpu_us_launched": r3(g_us), "gpu_count_launched": g_n,
-            "kernel_us_launched": r3(k_us), "kernel_count_launched": k_n,
-            "unlinked_us": r3(sum(u[1] for u in unl)), "unlinked_count": len(unl),
-            "tail_us": r3(sum(u[1] for u in tail)), "tail_count": len(tail),
-            "gpu_span_us": r3(last_end - first) if first is not None else None,
-        })
+        out_steps.append(
+            {
+                "n": s["n"],
+                "cat": s["cat"],
+                "ts": r3(s["ts"]),
+                "dur": r3(s["dur"]),
+                "gpu_us_launched": r3(g_us),
+                "gpu_count_launched": g_n,
+                "kernel_us_launched": r3(k_us),
+                "kernel_count_launched": k_n,
+                "unlinked_us": r3(sum(u[1] for u in unl)),
+                "unlinked_count": len(unl),
+                "tail_us": r3(sum(u[1] for u in tail)),
+                "tail_count": len(tail),
+                "gpu_span_us": r3(last_end - first) if first is not None else None,
+            }
+        )
 
     dev_props = top.get("deviceProperties") if isinstance(top, dict) else None
-    dev_names = [d.get("name") for d in dev_props if isinstance(d, dict)] \
-        if isinstance(dev_props, list) else []
+    dev_names = [d.get("name") for d in dev_props if isinstance(d, dict)] if isinstance(dev_props, list) else []
     dist = top.get("distributedInfo") if isinstance(top, dict) else None
     rank = dist.get("rank") if isinstance(dist, dict) else None
     world = dist.get("world_size") if isinstance(dist, dict) else None
 
-    amd_dev = any(isinstance(n, str) and re.search(r"AMD|Instinct|Radeon|MI\d{3}", n)
-                  for n in dev_names)
+    amd_dev = any(isinstance(n, str) and re.search(r"AMD|Instinct|Radeon|MI\d{3}", n) for n in dev_names)
     if amd_dev or launch_names_hip or cijk:
         producer = "rocm"
     elif any(k in OLD_CATS for k in cat_counts):
@@ -331,11 +336,9 @@ def collect(args_paths):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("paths", nargs="+")
-    ap.add_argument("-o", "--output", default=None,
-                    help="default: <first folder>/reference.json")
+    ap.add_argument("-o", "--output", default=None, help="default: <first folder>/reference.json")
     a = ap.parse_args(argv)
-    out_path = a.output or os.path.join(
-        a.paths[0] if os.path.isdir(a.paths[0]) else ".", "reference.json")
+    out_path = a.output or os.path.join(a.paths[0] if os.path.isdir(a.paths[0]) else ".", "reference.json")
     result = {}
     for key, path in collect(a.paths):
         entry = {"size": os.path.getsize(path)}
@@ -346,8 +349,7 @@ def main(argv=None) -> int:
         except Exception as exc:  # keep going; record the error
             entry.update({"kineto": None, "error": f"{type(exc).__name__}: {exc}"[:300]})
         result[key] = entry
-        print(f"{key}: steps={entry.get('step_count')} kernel_us={entry.get('kernel_us')}",
-              file=sys.stderr)
+        print(f"{key}: steps={entry.get('step_count')} kernel_us={entry.get('kernel_us')}", file=sys.stderr)
     # keep HTA figures merged earlier by scripts/reference_hta.py
     if os.path.exists(out_path):
         try:

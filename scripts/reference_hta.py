@@ -19,6 +19,7 @@ Usage (with a Python that has HTA installed):
     .venv-test/bin/python scripts/reference_hta.py fixtures/foreign \
         [-r fixtures/foreign/reference.json] [--timeout 300] [-j 4]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,14 +42,13 @@ def one(path: str) -> int:
         with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             from hta.trace_analysis import TraceAnalysis
 
-            ta = TraceAnalysis(trace_files={0: path}, trace_dir=os.path.dirname(path),
-                               include_last_profiler_step=True)
+            ta = TraceAnalysis(trace_files={0: path}, trace_dir=os.path.dirname(path), include_last_profiler_step=True)
             res = ta.get_gpu_kernel_breakdown(visualize=False)
             table = res[0] if isinstance(res, tuple) else res
-            col = "sum" if "sum" in table.columns else [c for c in table.columns if "sum" in c][0]
+            col = "sum" if "sum" in table.columns else next(c for c in table.columns if "sum" in c)
             total = float(table[col].sum())
         print(json.dumps({"hta_kernel_us": round(total, 3)}))
-    except BaseException as exc:  # noqa: BLE001 - we record whatever HTA raises
+    except BaseException as exc:  # we record whatever HTA raises
         msg = (f"{type(exc).__name__}: {exc}".strip().splitlines() or [type(exc).__name__])[0]
         print(json.dumps({"hta_kernel_us": None, "hta_error": msg[:300]}))
     return 0
@@ -57,8 +57,13 @@ def one(path: str) -> int:
 def run_child(path: str, timeout: int) -> dict:
     env = dict(os.environ, HTA_DISABLE_NS_ROUNDING="1")
     try:
-        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", path],
-                           capture_output=True, text=True, timeout=timeout, env=env)
+        p = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--one", path],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+        )
     except subprocess.TimeoutExpired:
         return {"hta_kernel_us": None, "hta_error": f"timeout after {timeout}s"}
     for line in reversed(p.stdout.strip().splitlines()):

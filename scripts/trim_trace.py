@@ -22,6 +22,7 @@ Output is gzip (mtime 0) when the output name ends with .gz.
 Example:
   python scripts/trim_trace.py in.json.gz out.json.gz --first-steps 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,8 +87,14 @@ def main(argv=None) -> int:
     for e in evs:
         m = STEP_RE.match(str(e.get("name", "")))
         cat = str(e.get("cat", "")).lower()
-        if m and e.get("ph") == "X" and cat not in GPU_CATS and "gpu" not in cat \
-                and num(e.get("ts")) and num(e.get("dur")):
+        if (
+            m
+            and e.get("ph") == "X"
+            and cat not in GPU_CATS
+            and "gpu" not in cat
+            and num(e.get("ts"))
+            and num(e.get("dur"))
+        ):
             steps.append((e["ts"], int(m.group(1)), e))
     steps.sort(key=lambda t: t[0])
 
@@ -103,7 +110,7 @@ def main(argv=None) -> int:
             n0, n1 = (int(x) for x in a.steps.split("-"))
             chosen = [s for s in steps if n0 <= s[1] <= n1]
         else:
-            chosen = steps[a.skip_steps:a.skip_steps + a.first_steps]
+            chosen = steps[a.skip_steps : a.skip_steps + a.first_steps]
         if not chosen:
             print("no step matched", file=sys.stderr)
             return 2
@@ -149,8 +156,10 @@ def main(argv=None) -> int:
         blob = gzip.compress(blob, compresslevel=9, mtime=0)
     with open(a.output, "wb") as fh:
         fh.write(blob)
-    print(f"{a.input}: kept {len(out_events)}/{len(events)} events, "
-          f"window [{lo}, {hi}] ({hi - lo:.1f} us)", file=sys.stderr)
+    print(
+        f"{a.input}: kept {len(out_events)}/{len(events)} events, window [{lo}, {hi}] ({hi - lo:.1f} us)",
+        file=sys.stderr,
+    )
     return 0
 
 
