@@ -165,3 +165,15 @@ def test_a_gpu_that_lags_the_cpu_gives_no_negative_idle() -> None:
     r = report("hta-ns_resolution-rank-0.Apr_03_18_51_38.1102.pt.trace.json.gz")
     assert r.general.gpu_idle_pct is not None and r.general.gpu_idle_pct >= 0
     assert any("GPU lags the CPU" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("name", [n for n in KINETO if REFERENCE[n]["gpu_count"] and REFERENCE[n]["steps"]])
+def test_kernel_time_is_split_from_copies_as_a_viewer_counts_it(name: str) -> None:
+    """TensorBoard's "Kernel" time excludes memcpy/memset: the report shows both, and they add up."""
+    ref, g = REFERENCE[name], report(name).general
+    assert g.kernels_only_ms is not None and g.memcpy_ms is not None and g.memset_ms is not None
+    assert g.kernels_only_ms + g.memcpy_ms + g.memset_ms == pytest.approx(g.kernel_ms, rel=1e-9, abs=1e-9)
+    kept = [s for s in ref["steps"] if s["n"] in {r.number for r in report(name).steps}]
+    if all(s["unlinked_count"] == 0 for s in kept):
+        expected = sum(s["kernel_us_launched"] for s in kept) / len(kept)
+        assert g.kernels_only_ms * 1e3 == pytest.approx(expected, rel=1e-9, abs=1e-6)

@@ -20,7 +20,7 @@ from traceparse.flops.peaks import peak_tflops
 from traceparse.generation import generation_summary, is_generation
 from traceparse.inferred_blocks import InferredBlocks, infer_blocks, inferred_rows
 from traceparse.kernels import FAMILIES, item_families
-from traceparse.load import CPU_OP, RUNTIME, Trace
+from traceparse.load import CPU_OP, KERNEL, MEMCPY, MEMSET, RUNTIME, Trace
 from traceparse.rates import TENSOR_FAMILIES, compute_rates, flops_known, step_times, stream_overlap_us, union_us
 from traceparse.report import (
     BlockRow,
@@ -317,6 +317,7 @@ def build_report(
         gpu_span_ms=rates.gpu_span_ms,
         flops_counted=rates.flops_counted,
         attention_backward=flops.attention_backward,
+        **_split_by_kind(ev.kind[items.event_row], items.dur, in_steps, n_steps, gpu),
     )
     notes += _notes(trace, attr, flops, n_steps, in_steps, blocks, inferred)
     return Report(
@@ -534,6 +535,16 @@ def _notes(
         notes.append("Trace in Chrome's JSON-array form (no metadata).")
     del n_steps
     return notes
+
+
+def _split_by_kind(
+    kind: np.ndarray, dur: np.ndarray, in_steps: np.ndarray, n_steps: int, gpu: bool
+) -> dict[str, float | None]:
+    """GPU time per step of kernels, memcpys and memsets apart (what a viewer's "Kernel" sums)."""
+    out: dict[str, float | None] = {}
+    for key, k in (("kernels_only_ms", KERNEL), ("memcpy_ms", MEMCPY), ("memset_ms", MEMSET)):
+        out[key] = _ms(float(dur[in_steps & (kind == k)].sum()) / n_steps) if gpu else None
+    return out
 
 
 def _graph_replayed(index: Any) -> int:

@@ -54,6 +54,10 @@ class General:
     gpu_span_ms: float | None = None  # first GPU item start to last end, per step (mean)
     flops_counted: float | None = None  # FLOPs of the ops with shapes: a lower bound when `flops` is null
     attention_backward: float = 2.5  # attention backward FLOPs as a multiple of forward
+    # kernel_ms split by what the GPU items are (null in a CPU-only trace)
+    kernels_only_ms: float | None = None
+    memcpy_ms: float | None = None
+    memset_ms: float | None = None
 
 
 @dataclass(frozen=True)

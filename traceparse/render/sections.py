@@ -42,6 +42,11 @@ def general_rows(r: Report, lang: str) -> list[list[str]]:
         ["params", _int(g.params, u)],
         ["params_linear", _int(g.params_linear, u)],
         ["kernel_ms", f"{g.kernel_ms:.3f} ms"],
+        *(
+            [["kernel_split", f"{g.kernels_only_ms:.3f} / {g.memcpy_ms:.3f} / {g.memset_ms:.3f} ms"]]
+            if g.kernels_only_ms is not None and g.memcpy_ms is not None and g.memset_ms is not None
+            else []
+        ),
         ["gpu_busy_ms", _num(g.gpu_busy_ms, "{:.3f} ms", u)],
         ["gpu_span_ms", _num(g.gpu_span_ms, "{:.3f} ms", u)],
         [
