@@ -52,8 +52,12 @@ def _fail(message: str, code: int) -> None:
 
 def guarded(fn: Callable[[], T]) -> T:
     """Run fn; turn any failure into one line on stderr and a non-zero exit (traceback with --debug)."""
+    swallowed = _catch_unraisable_interrupts()
     try:
-        return fn()
+        result = fn()
+        if swallowed:
+            raise KeyboardInterrupt
+        return result
     except typer.Exit:
         raise
     except TraceparseError as exc:
@@ -69,6 +73,24 @@ def guarded(fn: Callable[[], T]) -> T:
             traceback.print_exc()
         _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for a traceback)", 1)
     raise AssertionError("unreachable")
+
+
+def _catch_unraisable_interrupts() -> list[bool]:
+    """A Ctrl-C that lands inside a callback Python cannot raise from (a weakref or import-lock
+    callback) is printed as "Exception ignored …" with a traceback, and the run goes on. Such an
+    interrupt is recorded instead (the returned list gets an entry), and the run then stops as
+    interrupted: one line, exit 130."""
+    seen: list[bool] = []
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            seen.append(True)
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    return seen
 
 
 def _progress(quiet: bool) -> Callable[[str], None]:

@@ -165,9 +165,19 @@ def load(path: str | os.PathLike[str]) -> Any:
             raise TraceparseError(f"HTA could not load {path}: {type(exc).__name__}: {exc}") from None
 
 
+LOAD_FAILED = "HTA could not load this trace, so its cross-check is missing; traceparse's report is unaffected"
+
+
 def analyze(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The "hta" section of the report: HTA's own numbers for the same trace."""
-    ta = load(path)
+    """The "hta" section of the report: HTA's own numbers for the same trace. An optional
+    cross-check never takes the report down: when HTA's loader fails (it raises on real traces,
+    e.g. an int16 overflow of its own id columns on MI300 traces), the section says so instead."""
+    try:
+        ta = load(path)
+    except UsageError:
+        raise  # HTA is not installed: the user asked for something that cannot run
+    except TraceparseError as exc:
+        return {"version": _hta_version(), "error": f"{LOAD_FAILED}: {exc}", "note": LOAD_FAILED + "."}
     out: dict[str, Any] = {"version": _hta_version(), "steps": None}
     with _hta_environment():
         try:
@@ -291,8 +301,12 @@ def attach(text: str, fmt: str, section: dict[str, Any]) -> str:
     if fmt == "json":
         doc = json.loads(text)
         doc["hta"] = section
+        if "error" in section:
+            doc["notes"] = [*doc.get("notes", []), section["error"]]
         return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     tables = _tables(section)
+    if "error" in section:
+        tables.append(("hta_error", "HTA", ["error"], [[section["error"]]]))
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")

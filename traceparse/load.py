@@ -23,6 +23,7 @@ import msgspec
 import numpy as np
 
 from traceparse.errors import NotATraceError, UnreadableError, UsageError
+from traceparse.recognize import binary_kind, json_array_kind, json_object_kind
 
 # Event kinds, as small ints in the `kind` column.
 # Flow events ("s"/"f": ac2g launch→kernel, fwdbwd forward→backward) are not kept: the same links
@@ -219,6 +220,8 @@ def _read_bytes(path: Path) -> bytes:
             raise UnreadableError(f"{path}: corrupt or truncated gzip ({exc})") from None
     if data.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (Windows editors)
         data = data[3:]
+    if data.lstrip()[:1] not in (b"{", b"[") and (kind := binary_kind(path, data[:16])):
+        raise NotATraceError(f"{path}: {kind}")
     if not data.strip():
         raise UnreadableError(f"{path}: empty trace")
     return data
@@ -232,6 +235,8 @@ def find_trace_in_dir(directory: Path) -> Path:
     candidates = sorted(p for p in directory.iterdir() if p.is_file() and p.name.endswith(TRACE_SUFFIXES))
     pt = [p for p in candidates if ".pt.trace." in p.name]
     pool = pt or candidates
+    if not pool:  # a TensorBoard log folder keeps its traces under plugins/profile/<run>/
+        pool = sorted(p for p in directory.rglob("*.pt.trace.json*") if p.is_file() and p.name.endswith(TRACE_SUFFIXES))
     if not pool:
         raise UnreadableError(f"{directory}: directory holds no trace (*.pt.trace.json[.gz] or *.json[.gz])")
     if len(pool) > 1:
@@ -253,7 +258,12 @@ def _decode(data: bytes, path: Path) -> tuple[_Trace, str]:
     except msgspec.ValidationError as exc:
         msg = str(exc)
         if "missing required field `traceEvents`" in msg:
+            kind = json_object_kind(data)
+            if kind:
+                raise NotATraceError(f"{path}: {kind}") from None
             raise NotATraceError(f"{path}: JSON without 'traceEvents': not a torch.profiler/Chrome trace") from None
+        if head == b"[" and (kind := json_array_kind(data)):
+            raise NotATraceError(f"{path}: {kind}") from None
         raise NotATraceError(f"{path}: not a valid trace: {msg}") from None
     except msgspec.DecodeError as exc:
         msg = str(exc)
@@ -627,7 +637,8 @@ def load_trace(
         found = ", ".join(f"{c or '(none)'} ×{n}" for c, n in events.other_categories[:5])
         raise NotATraceError(
             f"{p}: not a torch.profiler trace: none of its {len(events)} complete events has a category the "
-            f"PyTorch profiler writes (cpu_op, kernel, …); its categories: {found}"
+            f"PyTorch profiler writes (cpu_op, kernel, …), so another tool wrote it (TensorFlow's profiler, "
+            f"rocprof, a browser…); its categories: {found}"
         )
     metadata, meta_notes = _clean_metadata(decoded.traceparse)
     notes += meta_notes

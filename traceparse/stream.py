@@ -28,15 +28,17 @@ the full path). Tests check that both paths give identical columns on every fixt
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import threading
 import zlib
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -374,7 +376,8 @@ class _InOrder:
             self._merge(fn(*args, self.tables), nbytes)
             return
         try:
-            self.pending.append((self.pool.submit(fn, *args), nbytes))
+            with _sigint_blocked():  # a worker forked here inherits the block: Ctrl-C is the parent's alone
+                self.pending.append((self.pool.submit(fn, *args), nbytes))
         except (OSError, RuntimeError, AssertionError) as exc:  # no processes to be had
             raise _NoWorkers from exc
         if len(self.pending) == self.limit:
@@ -403,6 +406,22 @@ class _InOrder:
                 for fut, _ in self.pending:
                     fut.cancel()
                 self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked (not ignored: one that arrives meanwhile is delivered on leaving) while
+    worker processes may be forked. A terminal's Ctrl-C goes to the whole process group; a worker
+    interrupted mid-fork or mid-decode prints its own traceback, so workers never take it: the
+    parent stops, cancels them and says "interrupted"."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _init_worker(shapes_for: L.ShapesFor) -> None:
