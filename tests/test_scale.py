@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from tests.conftest import H200, NEMOTRON_8L_TRAIN, QWEN_TRAIN, USER_STACK, USER_TRAIN
 from traceparse import load as L
-from traceparse import stream
 from traceparse.index import _thread_ids, build_forest
+from traceparse.load import stream, whole
+from traceparse.load.schema import RawTrace
 
 FIXTURES = sorted(H200.glob("*.pt.trace.json.gz"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,9 +38,9 @@ def _bench():
     return mod
 
 
-def _full(path: Path, shapes_for: L.ShapesFor = None) -> tuple[L._Trace, L.Events, int]:
-    decoded, _ = L._decode(L._read_bytes(path), path)
-    events, dropped = L._columns(decoded.traceEvents, shapes_for)
+def _full(path: Path, shapes_for: L.ShapesFor = None) -> tuple[RawTrace, L.Events, int]:
+    decoded, _ = whole.decode(whole.read_bytes(path), path)
+    events, dropped = whole.columns(decoded.traceEvents, shapes_for)
     return decoded, events, dropped
 
 

@@ -1,0 +1,403 @@
+"""The fast path of stage 1: a Kineto trace streamed from disk into columns, block by block.
+
+`load_trace` tries this first. The file is cut into blocks of ~16 MiB of whole events; each is
+wrapped in brackets and decoded by msgspec into small structs with strict field types, which
+become numpy columns through C-level `map(attrgetter)` passes and value→code tables (no
+per-event Python statements); events of other phases (flows are a quarter of a Kineto trace)
+decode into field-less structs, so msgspec only skips over them. Only one block's structs exist
+at a time per process, and the
+shape arguments are kept once per distinct value, so peak memory is the columns, not the JSON
+text nor a Python object per event. On Linux an uncompressed file's blocks are decoded by
+forked worker processes (one per core, up to 4; TRACEPARSE_WORKERS=1 decodes in this process)
+while this one only merges their columns: merging is cheap, so keeping it off the workers' path
+beats decoding here too. A gzip is decompressed and cut by this process, and each block's text
+goes to a worker. Blocks are merged in file order, so ids come out as a sequential read numbers
+them.
+
+Cutting needs no JSON scanner: a JSON string cannot hold a raw newline, so Kineto's event
+separator `},\n  {` (the whitespace seen between `[` and the first event) occurs only between
+events; a cut anywhere else would leave a bracket open, which the decode of that block rejects
+(the first block starts at the first event, so by induction every accepted cut is real).
+
+Anything this path does not handle exactly like the full decoder (`load._decode` + `_columns`)
+makes it return None and `load_trace` starts over on the full path: the array form, a value
+of an unexpected type (string ids, huge ints, a missing or unknown phase), nanosecond timestamps, a
+format without such separators, and every malformed file (so error messages stay those of
+the full path). Tests check that both paths give identical columns on every fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import re
+import signal
+import sys
+import threading
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+
+from traceparse.errors import TraceparseError
+from traceparse.load.blocks import (
+    DECODER,
+    Bail,
+    Block,
+    Columns,
+    Tables,
+    columnize,
+    decode_range,
+    decode_text,
+    fill,
+    init_worker,
+)
+from traceparse.load.schema import NS_MAGNITUDE, TRACE_DECODER, Events, RawTrace, ShapesFor
+from traceparse.load.whole import find_trace_in_dir
+
+# A gzip's inflate runs in this process, ahead of the workers: ISA-L's is ~3x zlib's (0.3 s vs
+# 1.0 s for a 370 MB trace). Without isal (a box without the registry), the stdlib's.
+_GzipFile: Any
+try:
+    from isal.igzip import IGzipFile as _GzipFile
+    from isal.isal_zlib import error as _IsalError
+
+    GZIP_ERRORS: tuple[type[Exception], ...] = (zlib.error, cast(type[Exception], _IsalError))
+except ImportError:  # pragma: no cover - isal is a dependency; this is for bare environments
+    from gzip import GzipFile as _GzipFile
+
+    GZIP_ERRORS = (zlib.error,)
+
+# A damaged file (I/O, truncated or corrupt gzip): the full path reports it.
+DAMAGED: tuple[type[Exception], ...] = (OSError, EOFError, *GZIP_ERRORS)
+
+BLOCK = 16 << 20  # bytes of JSON decoded at a time (small enough to balance two workers' last blocks)
+MAX_WORKERS = 4
+_HEAD_LIMIT = 64 << 20  # a header (metadata before the events) larger than this: full path
+_KEY = re.compile(rb'"traceEvents"\s*:\s*\[([ \t\r\n]*)')
+_LAST = re.compile(rb"\}[ \t\r\n]*\]")
+
+Progress = Callable[[int, int], None]  # (bytes read, total bytes) of the file on disk
+
+
+class _NoWorkers(Exception):
+    """Worker processes could not be started or one died: decode in this process instead."""
+
+
+def _can_fork() -> bool:
+    """Workers are forked, on Linux only, from a process with no other Python thread (fork would
+    copy a lock another thread holds) that may have children (not a daemonic worker itself).
+    spawn is not used: it re-imports the caller's __main__, which a script may not guard."""
+    return (
+        sys.platform.startswith("linux")
+        and "fork" in multiprocessing.get_all_start_methods()
+        and threading.active_count() == 1
+        and not multiprocessing.current_process().daemon
+    )
+
+
+class _InOrder:
+    """Decodes blocks in this process, or in forked worker processes when asked and possible,
+    and merges their columns in submission order (so codes come out as a sequential read numbers
+    them). With workers, at most two blocks per worker are in flight: the reader stays ahead
+    without holding the whole file; this process merges, and does `cols.meanwhile` once every
+    worker has work queued."""
+
+    def __init__(self, cols: Columns, n_workers: int, merged: Callable[[int], Any]) -> None:
+        self.cols, self.merged = cols, merged
+        self.tables = Tables((os.getpid(), id(cols)), cols.shapes_for)
+        self.pool: ProcessPoolExecutor | None = None
+        self.limit = 2 * n_workers
+        self.pending: deque[tuple[Future[Block], int]] = deque()
+        if n_workers > 1 and _can_fork():
+            try:
+                self.pool = ProcessPoolExecutor(
+                    n_workers,
+                    mp_context=multiprocessing.get_context("fork"),
+                    initializer=init_worker,
+                    initargs=(cols.shapes_for,),
+                )
+            except (OSError, RuntimeError, ValueError) as exc:  # no semaphores or processes here
+                raise _NoWorkers from exc
+
+    def __enter__(self) -> _InOrder:
+        return self
+
+    def submit(self, fn: Callable[..., Block], args: tuple[Any, ...], nbytes: int) -> None:
+        if self.pool is None:
+            self._merge(fn(*args, self.tables), nbytes)
+            return
+        try:
+            with _sigint_blocked():  # a worker forked here inherits the block: Ctrl-C is the parent's alone
+                self.pending.append((self.pool.submit(fn, *args), nbytes))
+        except (OSError, RuntimeError, AssertionError) as exc:  # no processes to be had
+            raise _NoWorkers from exc
+        if len(self.pending) == self.limit:
+            self.cols.meanwhile()  # every worker has work queued: this process is free until they finish
+        while len(self.pending) > self.limit:
+            self._take_one()
+
+    def _take_one(self) -> None:
+        fut, nbytes = self.pending.popleft()
+        try:
+            block = fut.result()
+        except BrokenProcessPool as exc:  # a worker died (killed for memory?): one process then
+            raise _NoWorkers from exc
+        self._merge(block, nbytes)
+
+    def _merge(self, block: Block, nbytes: int) -> None:
+        self.cols.merge(block)
+        self.merged(nbytes)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            while exc_type is None and self.pending:
+                self._take_one()
+        finally:
+            if self.pool is not None:
+                for fut, _ in self.pending:
+                    fut.cancel()
+                self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked (not ignored: one that arrives meanwhile is delivered on leaving) while
+    worker processes may be forked. A terminal's Ctrl-C goes to the whole process group; a worker
+    interrupted mid-fork or mid-decode prints its own traceback, so workers never take it: the
+    parent stops, cancels them and says "interrupted"."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _open(path: Path) -> tuple[Any, Any, int, bool] | None:
+    """(text stream, file on disk, its size, gzip?), or None for what the full path must report."""
+    try:
+        if path.is_dir():
+            path = find_trace_in_dir(path)
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except (OSError, TraceparseError):
+        return None
+    size = os.fstat(raw.fileno()).st_size
+    if raw.read(2) != b"\x1f\x8b":
+        raw.seek(0)
+        return raw, raw, size, False
+    raw.seek(0)
+    text = _GzipFile(fileobj=raw, mode="rb")
+    if text.peek(2)[:2] == b"\x1f\x8b":  # gzip inside gzip: the full path unwraps it
+        raw.close()
+        return None
+    return text, raw, size, True
+
+
+def workers() -> int:
+    """Worker processes decoding an uncompressed file (1: decode in this process instead):
+    TRACEPARSE_WORKERS, else one per core (at most 4)."""
+    env = os.environ.get("TRACEPARSE_WORKERS", "")
+    if env.strip().isdigit():
+        return max(1, int(env))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_WORKERS, cores))
+
+
+def load_columns(
+    path: str | os.PathLike[str],
+    progress: Progress | None = None,
+    block: int = BLOCK,
+    n_workers: int | None = None,
+    shapes_for: ShapesFor = None,
+    meanwhile: Callable[[], None] | None = None,
+) -> tuple[RawTrace, Events, int] | None:
+    """(top-level fields with no events, the kept events as columns, events dropped), or None
+    when the full path must load this file (see the module docstring). `shapes_for` and
+    `meanwhile` as in `load_trace` (called here once, by the end at the latest)."""
+    once = _Once(meanwhile)
+    try:
+        try:
+            return _load_columns(path, progress, block, n_workers or workers(), shapes_for, once)
+        except _NoWorkers:  # no processes to be had, or one died: start over in this process
+            return _load_columns(path, progress, block, 1, shapes_for, once)
+    finally:
+        once()
+
+
+class _Once:
+    def __init__(self, fn: Callable[[], None] | None) -> None:
+        self.fn = fn
+
+    def __call__(self) -> None:
+        fn, self.fn = self.fn, None
+        if fn is not None:
+            fn()
+
+
+def _load_columns(
+    path: str | os.PathLike[str],
+    progress: Progress | None,
+    block: int,
+    n_workers: int,
+    shapes_for: ShapesFor,
+    meanwhile: _Once,
+) -> tuple[RawTrace, Events, int] | None:
+    opened = _open(Path(path))
+    if opened is None:
+        return None
+    stream, raw, size, gz = opened
+    try:
+        header, sep, first = _header(stream)
+        cols = Columns(shapes_for, meanwhile)
+        if gz:
+            top = _stream(stream, raw, size, header, sep, first, cols, progress, block, n_workers)
+        else:
+            start = raw.tell() - len(first)  # file offset of the first event's "{"
+            top = _ranges(raw, size, header, sep, start, cols, progress, block, n_workers)
+        if top.displayTimeUnit == "ns" or cols.max_abs_ts > NS_MAGNITUDE:
+            raise Bail  # nanoseconds: the full path converts them
+        return top, cols.events(), cols.dropped
+    except (Bail, msgspec.DecodeError, ValueError, OverflowError, TypeError):
+        return None
+    except DAMAGED:
+        return None
+    finally:
+        raw.close()
+
+
+def _header(stream: Any) -> tuple[bytes, bytes, bytes]:
+    """(the text through `"traceEvents": [`, the event separator, what was read after it)."""
+    head = bytearray()
+    m = None
+    while m is None or m.end() == len(head):  # to the first byte after `"traceEvents": [` and blanks
+        more = stream.read(1 << 20)
+        if not more or len(head) > _HEAD_LIMIT:
+            raise Bail
+        seen = max(0, len(head) - 256)
+        head += more
+        if head.lstrip()[:1] not in (b"", b"{"):
+            raise Bail  # the array form, a BOM, not JSON: the full path decides
+        m = _KEY.search(head, seen if m is None else m.start())
+    if head[m.end() : m.end() + 1] != b"{":
+        raise Bail  # an empty or odd event list
+    return bytes(head[: m.start(1)]), b"}," + m.group(1) + b"{", bytes(head[m.end() :])
+
+
+def _stream(
+    stream: Any,
+    raw: Any,
+    size: int,
+    header: bytes,
+    sep: bytes,
+    carry: bytes,
+    cols: Columns,
+    progress: Progress | None,
+    block: int,
+    n_workers: int,
+) -> RawTrace:
+    """A gzip (no random access): this process decompresses and cuts block after block, and the
+    decoding goes to the workers, if any (each block's text is sent to one)."""
+    with _InOrder(cols, n_workers, lambda _nbytes: progress and progress(raw.tell(), size)) as decoder:
+        while True:
+            buf = bytearray(len(carry) + block + 2)
+            buf[0] = 0x5B  # "["
+            buf[1 : 1 + len(carry)] = carry
+            got = fill(stream, memoryview(buf)[1 + len(carry) : 1 + len(carry) + block])
+            end = 1 + len(carry) + got
+            cut = buf.rfind(sep, 1, end)
+            if cut >= 0:
+                buf[cut + 1] = 0x5D  # the "," after the last complete event becomes "]"
+                carry = bytes(buf[cut + len(sep) - 1 : end])
+                del buf[cut + 2 :]
+                decoder.submit(decode_text, (buf,), cut + 2)
+            elif got == block and end > 4 * block:
+                raise Bail  # no separator in 4 blocks: another format (minified): the full path
+            else:
+                carry = bytes(buf[1:end])
+            if got < block:  # the end: the last event, then "]" and the top-level keys after it
+                break
+    return _finish(carry, header, cols, Tables((os.getpid(), id(carry)), cols.shapes_for))
+
+
+def _ranges(
+    raw: Any,
+    size: int,
+    header: bytes,
+    sep: bytes,
+    first: int,
+    cols: Columns,
+    progress: Progress | None,
+    block: int,
+    n_workers: int,
+) -> RawTrace:
+    """An uncompressed file, events from offset `first`: find the cuts by reading a little around
+    every `block` bytes, then decode the ranges between them (in workers too, when there are)."""
+    window = 1 << 20
+    # The last separator in the file: the last event and the closing keys come after it.
+    last, pos = -1, size
+    while last < 0 and pos > first:
+        lo = max(first, pos - window)
+        raw.seek(lo)
+        chunk = raw.read(pos - lo + len(sep))
+        i = chunk.rfind(sep)
+        last = lo + i if i >= 0 else -1
+        pos = lo
+    cuts = [first]  # block starts; a block ends at the "}" before the next start's separator
+    ends = []
+    # The last blocks are a quarter size: the workers then finish close together, instead of
+    # one idling while another decodes a whole last block.
+    tail = 2 * n_workers * block if n_workers > 1 else 0
+    pos = first + block
+    while last > 0 and pos < last:
+        raw.seek(pos)
+        chunk = raw.read(window)
+        i = chunk.find(sep)
+        if i < 0:
+            pos += max(1, len(chunk) - len(sep))
+            continue
+        cut = pos + i
+        if cut >= last:
+            break
+        ends.append(cut + 1)
+        cuts.append(cut + len(sep) - 1)
+        pos = cut + (block if last - cut > tail else max(block // 4, 1))
+    ranges = list(zip(cuts, [*ends, last + 1], strict=True)) if last > 0 else []
+    done = first
+
+    def merged(nbytes: int) -> None:
+        nonlocal done
+        done += nbytes
+        if progress is not None:
+            progress(done, size)
+
+    with _InOrder(cols, n_workers if len(ranges) > 1 else 1, merged) as decoder:
+        for a, b in ranges:
+            decoder.submit(decode_range, (raw.name, a, b), b - a)
+    raw.seek(last + len(sep) - 1 if last > 0 else first)
+    tail = raw.read()
+    if progress is not None:
+        progress(size, size)
+    return _finish(tail, header, cols, Tables((os.getpid(), id(tail)), cols.shapes_for))
+
+
+def _finish(rest: bytes, header: bytes, cols: Columns, tables: Tables) -> RawTrace:
+    """Decode the last event and the top-level keys after the event list."""
+    for m in _LAST.finditer(rest):
+        buf = bytearray(b"[" + rest[: m.start() + 1] + b"]")
+        try:
+            last = DECODER.decode(buf)
+            top = TRACE_DECODER.decode(header + b"]" + rest[m.end() :])
+        except msgspec.DecodeError:
+            continue
+        cols.merge(columnize(last, tables))
+        return top
+    raise Bail
