@@ -15,7 +15,8 @@ import pytest
 
 from tests.conftest import NEMOTRON_8L_TRAIN, QWEN_TRAIN, analysis
 from traceparse.api import Analysis, run_pipeline
-from traceparse.flops.formulas import _ATTENTION, FORMULAS, OpArgs
+from traceparse.flops.attention import ATTENTION
+from traceparse.flops.formulas import FORMULAS, OpArgs
 from traceparse.scopes import BACKWARD, FORWARD
 
 SEQ, BATCH = 32, 2
@@ -38,7 +39,7 @@ def check_argument_positions(path: Path, q_shape: list[int], names: set[str]) ->
     seen = {}
     for name, calls in raw_ops(path, names).items():
         assert calls, f"{name} not in {path.name}"
-        sig = _ATTENTION[name]
+        sig = ATTENTION[name]
         for args in calls:
             dims, concrete = args["Input Dims"], args["Concrete Inputs"]
             assert dims[sig.q] == q_shape, (name, dims)
@@ -147,7 +148,7 @@ def test_cpu_sdpa_backends_read_from_a_real_trace(tmp_path: Path, backend: str) 
     path = tmp_path / "sdpa.json"
     p.export_chrome_trace(str(path))
     forward = 2 * 2 * 4 * (1 + 2 + 3 + 4 + 5 + 6 + 7) * (16 + 16)  # top-left causal triangle
-    found = raw_ops(path, set(_ATTENTION))
+    found = raw_ops(path, set(ATTENTION))
     present = {name: calls for name, calls in found.items() if calls}
     expected_ops = {
         "FLASH_ATTENTION": {
@@ -159,7 +160,7 @@ def test_cpu_sdpa_backends_read_from_a_real_trace(tmp_path: Path, backend: str) 
     }[backend]
     assert set(present) == expected_ops
     for name, calls in present.items():
-        sig = _ATTENTION[name]
+        sig = ATTENTION[name]
         for args in calls:
             assert args["Input Dims"][sig.q] == [2, 4, 7, 16] and args["Concrete Inputs"][sig.causal] == "True"
             got = FORMULAS[name](OpArgs(args["Input Dims"], args["Concrete Inputs"], args["Input type"]), "causal")

@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 
+from traceparse.flops.attention import ATTENTION
+from traceparse.flops.conv import CONV_BACKWARD, ConvSig
 from traceparse.flops.formulas import (
-    _ATTENTION,
-    _CONV_BACKWARD,
     FORMULAS,
     FlopCount,
     OpArgs,
-    _ConvSig,
     attention_flops,
     attention_pairs,
 )
@@ -361,9 +360,9 @@ def _schema_args(name: str, overload: str = "default") -> list[str]:
     return [a.name for a in getattr(packet, overload)._schema.arguments]
 
 
-@pytest.mark.parametrize("name", sorted(n for n in _ATTENTION if n.startswith("aten::")))
+@pytest.mark.parametrize("name", sorted(n for n in ATTENTION if n.startswith("aten::")))
 def test_attention_indices_match_torch_schema(name: str) -> None:
-    sig = _ATTENTION[name]
+    sig = ATTENTION[name]
     args = _schema_args(name)
     assert args[sig.q : sig.q + 3] == ["query", "key", "value"]
     assert args[sig.causal] == ("custom_mask_type" if sig.mask_type else "is_causal")
@@ -397,9 +396,9 @@ FLASH_ATTN_SIGNATURES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(n for n in _ATTENTION if not n.startswith("aten::")))
+@pytest.mark.parametrize("name", sorted(n for n in ATTENTION if not n.startswith("aten::")))
 def test_flash_attn_indices_match_its_signatures(name: str) -> None:
-    sig = _ATTENTION[name]
+    sig = ATTENTION[name]
     args = FLASH_ATTN_SIGNATURES[name.split("::")[1]].split()
     assert args[sig.q : sig.q + 3] == ["q", "k", "v"]
     assert args[sig.causal] == "causal"
@@ -411,7 +410,7 @@ def test_flash_attn_indices_match_its_signatures(name: str) -> None:
 
 def test_conv_indices_match_torch_schema() -> None:
     fwd = _schema_args("convolution")
-    sig = _ConvSig()
+    sig = ConvSig()
     assert [fwd[i] for i in (sig.x, sig.weight, sig.bias, sig.stride, sig.pad, sig.dil)] == [
         "input",
         "weight",
@@ -423,7 +422,7 @@ def test_conv_indices_match_torch_schema() -> None:
     assert [fwd[i] for i in (sig.transposed, sig.out_pad, sig.groups)] == ["transposed", "output_padding", "groups"]
     assert _schema_args("_convolution")[:9] == fwd
     bwd = _schema_args("convolution_backward")
-    b = _CONV_BACKWARD
+    b = CONV_BACKWARD
     assert [bwd[i] for i in (b.x, b.weight, b.stride, b.pad, b.dil, b.transposed, b.out_pad, b.groups)] == [
         "input",
         "weight",
