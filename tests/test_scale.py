@@ -58,7 +58,7 @@ def assert_same_events(a: L.Events, b: L.Events) -> None:
 def test_streamed_columns_are_those_of_the_full_decoder(path: Path) -> None:
     fast = stream.load_columns(path)
     assert fast is not None, "the fast path should take every Kineto fixture"
-    top, events, dropped = fast
+    top, events, dropped, _form = fast
     decoded, ref, ref_dropped = _full(path)
     assert_same_events(events, ref)
     assert dropped == ref_dropped
@@ -109,6 +109,32 @@ def test_small_blocks_workers_and_gzip_do_not_change_the_columns(replicated: Pat
     _, ref, ref_dropped = _full(replicated)
     assert_same_events(fast[1], ref)
     assert fast[2] == ref_dropped
+
+
+@pytest.mark.parametrize("layout", ["one line", "compact", "indented", "array", "CRLF"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_every_layout_streams_in_many_blocks(tmp_path: Path, layout: str, gz: bool) -> None:
+    """Issue #21: a trace saved by another tool streams like Kineto's own file, block by block,
+    in workers, to the same columns as the whole-file reader gives."""
+    doc = json.loads(gzip.decompress(USER_TRAIN.read_bytes()))
+    events = doc["traceEvents"]
+    data = {
+        "one line": lambda: json.dumps(doc),
+        "compact": lambda: json.dumps(doc, separators=(",", ":")),
+        "indented": lambda: json.dumps(doc, indent=2),
+        "array": lambda: json.dumps(events),
+        "CRLF": lambda: json.dumps(doc, indent=1).replace("\n", "\r\n"),
+    }[layout]().encode()
+    path = tmp_path / ("t.json.gz" if gz else "t.json")
+    path.write_bytes(gzip.compress(data, 1) if gz else data)
+    fast = stream.load_columns(path, block=256 << 10, n_workers=2)  # a dozen blocks
+    assert fast is not None, "the streamed reader should take this layout"
+    assert fast.form == ("array" if layout == "array" else "object")
+    ref_path = tmp_path / "ref.json"
+    ref_path.write_bytes(data)
+    _, ref, ref_dropped = _full(ref_path)
+    assert_same_events(fast.events, ref)
+    assert fast.dropped == ref_dropped
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -224,10 +250,21 @@ def _variant(change: str) -> tuple[bytes, bool]:
             if isinstance(e.get("dur"), float):
                 e["dur"] = int(e["dur"] * 1000)
         return _kineto(events, displayTimeUnit="ns"), False
+    # Other writers' layouts stream too (issue #21): the separator is read from the file.
     if change == "array form":
-        return json.dumps(events).encode(), False
+        return json.dumps(events).encode(), True
+    if change == "array form, indented":
+        return json.dumps(events, indent=1).encode(), True
+    if change == "array form without its closing bracket":
+        return json.dumps(events).encode()[:-1], False
     if change == "minified":
-        return json.dumps({"traceEvents": events}, separators=(",", ":")).encode(), False
+        return json.dumps({"traceEvents": events}, separators=(",", ":")).encode(), True
+    if change == "json.dump on one line":
+        return json.dumps({"traceEvents": events, "schemaVersion": 1}).encode(), True
+    if change == "json.dump indented":
+        return json.dumps({"schemaVersion": 1, "traceEvents": events}, indent=4).encode(), True
+    if change == "CRLF line ends":
+        return _kineto(events).replace(b"\n", b"\r\n"), True
     if change == "byte-order mark":
         return b"\xef\xbb\xbf" + _kineto(events), False
     raise AssertionError(change)
@@ -246,7 +283,12 @@ VARIANTS = [
     "other phases with a duration and ids",
     "nanoseconds",
     "array form",
+    "array form, indented",
+    "array form without its closing bracket",
     "minified",
+    "json.dump on one line",
+    "json.dump indented",
+    "CRLF line ends",
     "byte-order mark",
 ]
 
@@ -259,7 +301,7 @@ def test_unusual_inputs_load_as_the_full_path_loads_them(tmp_path: Path, change:
     fast = stream.load_columns(path)
     if fast_ok:
         assert fast is not None
-    elif change not in ("minified",):  # minified may go either way; the result may not differ
+    else:
         assert fast is None
     got = L.load_trace(path)
     monkeypatch.setattr(stream, "load_columns", lambda *a, **k: None)

@@ -110,7 +110,7 @@ def load_trace(
         fast = stream.load_columns(p, progress, shapes_for=shapes_for, meanwhile=meanwhile)
     except stream.DAMAGED:  # the whole-file reader reports it
         fast = None
-    decoded, form = (fast[0], "object") if fast else decode(read_bytes(p), p)
+    decoded, form = (fast.top, fast.form) if fast else decode(read_bytes(p), p)
     notes: list[str] = []
     if form == "array-unclosed":
         form = "array"
@@ -122,7 +122,7 @@ def load_trace(
         if offset is not None:
             ns_to_us(decoded.traceEvents, offset)
             notes.append("Timestamps and durations were in nanoseconds: converted to microseconds.")
-        events, dropped = fast[1:] if fast else columns(decoded.traceEvents, shapes_for)
+        events, dropped = (fast.events, fast.dropped) if fast else columns(decoded.traceEvents, shapes_for)
     except OverflowError:
         raise NotATraceError(f"{p}: a timestamp or duration is out of range") from None
     events, out_of_range = sane_times(events)

@@ -40,8 +40,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import msgspec
 
@@ -81,9 +82,19 @@ BLOCK = 16 << 20  # bytes of JSON decoded at a time (small enough to balance two
 MAX_WORKERS = 4
 _HEAD_LIMIT = 64 << 20  # a header (metadata before the events) larger than this: full path
 _KEY = re.compile(rb'"traceEvents"\s*:\s*\[([ \t\r\n]*)')
+_ARRAY_KEY = re.compile(rb"[ \t\r\n]*\[([ \t\r\n]*)")
 _LAST = re.compile(rb"\}[ \t\r\n]*\]")
 
 Progress = Callable[[int, int], None]  # (bytes read, total bytes) of the file on disk
+
+
+class Streamed(NamedTuple):
+    """What the streamed reader gives `load_trace`."""
+
+    top: RawTrace  # the top-level keys, with no events
+    events: Events
+    dropped: int  # complete events without a usable ts/dur
+    form: str  # "object" or "array" (Chrome's JSON-array form)
 
 
 class _NoWorkers(Exception):
@@ -219,7 +230,7 @@ def load_columns(
     n_workers: int | None = None,
     shapes_for: ShapesFor = None,
     meanwhile: Callable[[], None] | None = None,
-) -> tuple[RawTrace, Events, int] | None:
+) -> Streamed | None:
     """(top-level fields with no events, the kept events as columns, events dropped), or None
     when the full path must load this file (see the module docstring). `shapes_for` and
     `meanwhile` as in `load_trace` (called here once, by the end at the latest)."""
@@ -250,22 +261,22 @@ def _load_columns(
     n_workers: int,
     shapes_for: ShapesFor,
     meanwhile: _Once,
-) -> tuple[RawTrace, Events, int] | None:
+) -> Streamed | None:
     opened = _open(Path(path))
     if opened is None:
         return None
     stream, raw, size, gz = opened
     try:
-        header, sep, first = _header(stream)
+        layout, first = _header(stream)
         cols = Columns(shapes_for, meanwhile)
         if gz:
-            top = _stream(stream, raw, size, header, sep, first, cols, progress, block, n_workers)
+            top = _stream(stream, raw, size, layout, first, cols, progress, block, n_workers)
         else:
             start = raw.tell() - len(first)  # file offset of the first event's "{"
-            top = _ranges(raw, size, header, sep, start, cols, progress, block, n_workers)
+            top = _ranges(raw, size, layout, start, cols, progress, block, n_workers)
         if top.displayTimeUnit == "ns" or cols.max_abs_ts > NS_MAGNITUDE:
             raise Bail  # nanoseconds: the full path converts them
-        return top, cols.events(), cols.dropped
+        return Streamed(top, cols.events(), cols.dropped, layout.form)
     except (Bail, msgspec.DecodeError, ValueError, OverflowError, TypeError):
         return None
     except DAMAGED:
@@ -274,30 +285,61 @@ def _load_columns(
         raw.close()
 
 
-def _header(stream: Any) -> tuple[bytes, bytes, bytes]:
-    """(the text through `"traceEvents": [`, the event separator, what was read after it)."""
+@dataclass(frozen=True)
+class _Layout:
+    """How the file lays its events out, read from its first megabyte."""
+
+    header: bytes  # the text through `"traceEvents": [` (the array form: a stand-in for it)
+    sep: bytes  # between two events
+    closing: bytes  # what the top level needs after the events' "]": "}" for the array form
+    form: str  # "object" or "array"
+
+
+def _header(stream: Any) -> tuple[_Layout, bytes]:
+    """The layout, and what was read after the event list's "[" (from the first event on)."""
     head = bytearray()
     m = None
+    array = False
     while m is None or m.end() == len(head):  # to the first byte after `"traceEvents": [` and blanks
         more = stream.read(1 << 20)
         if not more or len(head) > _HEAD_LIMIT:
             raise Bail
         seen = max(0, len(head) - 256)
         head += more
-        if head.lstrip()[:1] not in (b"", b"{"):
-            raise Bail  # the array form, a BOM, not JSON: the full path decides
+        lead = head.lstrip()[:1]
+        if lead == b"[":  # Chrome's array form: the events from the first "[" on
+            array = True
+            m = _ARRAY_KEY.match(head)
+            continue
+        if lead not in (b"", b"{"):
+            raise Bail  # a BOM, not JSON: the full path decides
         m = _KEY.search(head, seen if m is None else m.start())
     if head[m.end() : m.end() + 1] != b"{":
         raise Bail  # an empty or odd event list
-    return bytes(head[: m.start(1)]), b"}," + m.group(1) + b"{", bytes(head[m.end() :])
+    after = bytes(head[m.end() :])
+    if array:
+        return _Layout(b'{"traceEvents": [', _separator(m.group(1), after), b"}", "array"), after
+    return _Layout(bytes(head[: m.end() - len(m.group(1))]), _separator(m.group(1), after), b"", "object"), after
+
+
+# Separators between events that writers use: Kineto's ("},\n  {", the blanks after "[" tell its
+# indent), json.dump's default ("}, {"), compact ("},{"), CRLF and indented forms of each.
+_SEPARATORS = (b"}, {", b"},{", b"},\n{", b"},\r\n{", b"}, \n{")
+
+
+def _separator(blanks: bytes, text: bytes) -> bytes:
+    """The separator between events: of the candidates, the one that occurs most often in the
+    first text after the event list opens. Any string of the events could hold it too, but a cut
+    there leaves a string or a bracket open, which the block's decode rejects (full path then)."""
+    candidates = [b"}," + blanks + b"{", *_SEPARATORS]
+    return max(candidates, key=text.count)
 
 
 def _stream(
     stream: Any,
     raw: Any,
     size: int,
-    header: bytes,
-    sep: bytes,
+    layout: _Layout,
     carry: bytes,
     cols: Columns,
     progress: Progress | None,
@@ -313,10 +355,10 @@ def _stream(
             buf[1 : 1 + len(carry)] = carry
             got = fill(stream, memoryview(buf)[1 + len(carry) : 1 + len(carry) + block])
             end = 1 + len(carry) + got
-            cut = buf.rfind(sep, 1, end)
+            cut = buf.rfind(layout.sep, 1, end)
             if cut >= 0:
                 buf[cut + 1] = 0x5D  # the "," after the last complete event becomes "]"
-                carry = bytes(buf[cut + len(sep) - 1 : end])
+                carry = bytes(buf[cut + len(layout.sep) - 1 : end])
                 del buf[cut + 2 :]
                 decoder.submit(decode_text, (buf,), cut + 2)
             elif got == block and end > 4 * block:
@@ -325,14 +367,13 @@ def _stream(
                 carry = bytes(buf[1:end])
             if got < block:  # the end: the last event, then "]" and the top-level keys after it
                 break
-    return _finish(carry, header, cols, Tables((os.getpid(), id(carry)), cols.shapes_for))
+    return _finish(carry, layout, cols, Tables((os.getpid(), id(carry)), cols.shapes_for))
 
 
 def _ranges(
     raw: Any,
     size: int,
-    header: bytes,
-    sep: bytes,
+    layout: _Layout,
     first: int,
     cols: Columns,
     progress: Progress | None,
@@ -347,8 +388,8 @@ def _ranges(
     while last < 0 and pos > first:
         lo = max(first, pos - window)
         raw.seek(lo)
-        chunk = raw.read(pos - lo + len(sep))
-        i = chunk.rfind(sep)
+        chunk = raw.read(pos - lo + len(layout.sep))
+        i = chunk.rfind(layout.sep)
         last = lo + i if i >= 0 else -1
         pos = lo
     cuts = [first]  # block starts; a block ends at the "}" before the next start's separator
@@ -360,15 +401,15 @@ def _ranges(
     while last > 0 and pos < last:
         raw.seek(pos)
         chunk = raw.read(window)
-        i = chunk.find(sep)
+        i = chunk.find(layout.sep)
         if i < 0:
-            pos += max(1, len(chunk) - len(sep))
+            pos += max(1, len(chunk) - len(layout.sep))
             continue
         cut = pos + i
         if cut >= last:
             break
         ends.append(cut + 1)
-        cuts.append(cut + len(sep) - 1)
+        cuts.append(cut + len(layout.sep) - 1)
         pos = cut + (block if last - cut > tail else max(block // 4, 1))
     ranges = list(zip(cuts, [*ends, last + 1], strict=True)) if last > 0 else []
     done = first
@@ -382,20 +423,21 @@ def _ranges(
     with _InOrder(cols, n_workers if len(ranges) > 1 else 1, merged) as decoder:
         for a, b in ranges:
             decoder.submit(decode_range, (raw.name, a, b), b - a)
-    raw.seek(last + len(sep) - 1 if last > 0 else first)
+    raw.seek(last + len(layout.sep) - 1 if last > 0 else first)
     tail = raw.read()
     if progress is not None:
         progress(size, size)
-    return _finish(tail, header, cols, Tables((os.getpid(), id(tail)), cols.shapes_for))
+    return _finish(tail, layout, cols, Tables((os.getpid(), id(tail)), cols.shapes_for))
 
 
-def _finish(rest: bytes, header: bytes, cols: Columns, tables: Tables) -> RawTrace:
-    """Decode the last event and the top-level keys after the event list."""
+def _finish(rest: bytes, layout: _Layout, cols: Columns, tables: Tables) -> RawTrace:
+    """Decode the last event and the top-level keys after the event list (the array form has
+    none: what follows its "]" may only be blanks)."""
     for m in _LAST.finditer(rest):
         buf = bytearray(b"[" + rest[: m.start() + 1] + b"]")
         try:
             last = DECODER.decode(buf)
-            top = TRACE_DECODER.decode(header + b"]" + rest[m.end() :])
+            top = TRACE_DECODER.decode(layout.header + b"]" + layout.closing + rest[m.end() :])
         except msgspec.DecodeError:
             continue
         cols.merge(columnize(last, tables))
