@@ -95,7 +95,7 @@ def _rng_bytes(n: int, seed: int = 8) -> bytes:
 def _dir_with(d: Path, *names: str) -> Path:
     d.mkdir()
     for name in names:
-        (d / name).write_bytes(gzip.compress(fuzz._fixture_bytes(LLAMA)))
+        (d / name).write_bytes(gzip.compress(fuzz.fixture_bytes(LLAMA)))
     return d
 
 
@@ -141,13 +141,13 @@ ERRORS: list[tuple[str, Builder, int, str]] = [
     ),
     (
         "truncated JSON",
-        lambda t: ["analyze", _write(t / "t.json", fuzz._fixture_bytes(LLAMA)[:300_000])],
+        lambda t: ["analyze", _write(t / "t.json", fuzz.fixture_bytes(LLAMA)[:300_000])],
         ExitCode.UNREADABLE,
         "truncated JSON",
     ),
     (
         "truncated JSON inside a valid gzip",
-        lambda t: ["analyze", _gz(t / "t.json.gz", fuzz._fixture_bytes(LLAMA)[:-3])],
+        lambda t: ["analyze", _gz(t / "t.json.gz", fuzz.fixture_bytes(LLAMA)[:-3])],
         ExitCode.UNREADABLE,
         "truncated JSON",
     ),
@@ -251,11 +251,11 @@ def _gz(path: Path, data: bytes) -> Path:
 
 
 def _array_bytes() -> bytes:
-    return json.dumps(json.loads(fuzz._fixture_bytes(LLAMA))["traceEvents"]).encode()
+    return json.dumps(json.loads(fuzz.fixture_bytes(LLAMA))["traceEvents"]).encode()
 
 
 def _only_metadata_events() -> dict[str, Any]:
-    events = [e for e in json.loads(fuzz._fixture_bytes(LLAMA))["traceEvents"] if e.get("ph") in ("M", "i")]
+    events = [e for e in json.loads(fuzz.fixture_bytes(LLAMA))["traceEvents"] if e.get("ph") in ("M", "i")]
     return _trace_with(events)
 
 
