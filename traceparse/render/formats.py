@@ -7,7 +7,7 @@ import io
 import json
 
 from traceparse.render.i18n import t
-from traceparse.render.sections import sections
+from traceparse.render.sections import Section, sections
 from traceparse.report import Report
 
 FORMATS = ("table", "markdown", "json", "csv")
@@ -26,25 +26,25 @@ def prepare(fmt: str) -> None:
         import tabulate  # noqa: F401
 
 
-def _text(report: Report, lang: str, markdown: bool) -> str:
+def _body(s: Section, markdown: bool) -> list[str]:
     from tabulate import tabulate
 
+    if s.layout == "list":
+        return [f"- {row[0]}" for row in s.rows]
+    if s.layout == "kv":  # no header row; Markdown needs one, so it is blank
+        if markdown:
+            return [tabulate(s.rows, headers=s.headers, tablefmt="github", disable_numparse=True)]
+        return [tabulate(s.rows, tablefmt="plain", disable_numparse=True)]
     tablefmt = "github" if markdown else "simple"
+    return [tabulate(s.rows, headers=s.headers, tablefmt=tablefmt, disable_numparse=True)]
+
+
+def _text(report: Report, lang: str, markdown: bool) -> str:
     parts = [_heading(report.general.model or report.source, 1, markdown), t(lang, "per_step", n=report.general.steps)]
     parts.append("")
     for s in sections(report, lang):
         parts.append(_heading(s.title, 2, markdown))
-        if s.key in ("general", "generation"):
-            if markdown:
-                parts.append(tabulate(s.rows, headers=["", ""], tablefmt="github", disable_numparse=True))
-            else:
-                parts.append(tabulate(s.rows, tablefmt="plain", disable_numparse=True))
-        else:
-            parts.append(tabulate(s.rows, headers=s.headers, tablefmt=tablefmt, disable_numparse=True))
-        parts.append("")
-    if report.notes:
-        parts.append(_heading(t(lang, "notes"), 2, markdown))
-        parts.extend(f"- {n}" for n in report.notes)
+        parts.extend(_body(s, markdown))
         parts.append("")
     return "\n".join(parts)
 
@@ -53,9 +53,9 @@ def _csv(report: Report, lang: str) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     for s in sections(report, lang):
-        w.writerow(
-            ["section", *(h or "value" for h in s.headers)] if s.key != "general" else ["section", "key", "value"]
-        )
+        if s.layout == "list":  # the notes are prose, not a table
+            continue
+        w.writerow(["section", *s.csv_headers])
         for row in s.rows:
             w.writerow([s.key, *row])
         w.writerow([])

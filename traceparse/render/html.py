@@ -50,7 +50,7 @@ def _cell(value: object) -> str:
 
 
 def _table(section: Section) -> str:
-    kv = section.key in ("general", "generation")
+    kv = section.layout == "kv"
     out = [f'<div class="scroll"><table class="{"kv" if kv else "grid"}">']
     if not kv:
         out.append(
@@ -60,6 +60,11 @@ def _table(section: Section) -> str:
     out.extend("<tr>" + "".join(_cell(v) for v in row) + "</tr>" for row in section.rows)
     out.append("</tbody></table></div>")
     return "\n".join(out)
+
+
+def _notes(title: str, notes: list[str]) -> str:
+    items = "".join(f"\n<li>{html.escape(n)}</li>" for n in notes)
+    return f'<section id="notes"><h2>{html.escape(title)}</h2><ul class="notes">{items}\n</ul></section>'
 
 
 def _figure(chart: ChartData, image: bytes, mime: str) -> str:
@@ -85,31 +90,31 @@ def render_html(
         except TraceparseError as exc:  # matplotlib missing: the tables still make a report
             chart_note = str(exc)
     secs = sections(report, lang)
+    tables = [s for s in secs if s.layout != "list"]
+    lists = [s for s in secs if s.layout == "list"]  # the notes: after the tables and any leftover chart
     title = report.general.model or Path(report.source).name
     body = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="sub">{html.escape(t(lang, "per_step", n=report.general.steps))} · '
         f"{html.escape(t(lang, 'attribution'))}: {html.escape(report.attribution)} · "
         f"<code>{html.escape(report.source)}</code></p>",
-        "<nav>"
-        + "".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s in secs)
-        + (f'<a href="#notes">{html.escape(t(lang, "notes"))}</a>' if report.notes else "")
-        + "</nav>",
+        "<nav>" + "".join(f'<a href="#{s.key}">{html.escape(s.title)}</a>' for s in [*tables, *lists]) + "</nav>",
     ]
-    placed = {s.key for s in secs}
-    for s in secs:
+    for s in tables:
         body.append(f'<section id="{s.key}"><h2>{html.escape(s.title)}</h2>')
         body.extend(figures.get(s.key, []))
         body.append(_table(s))
         body.append("</section>")
+    placed = {s.key for s in tables}
     leftover = [f for key, figs in figures.items() if key not in placed for f in figs]
     if leftover:
         body.append('<section id="charts"><h2>Charts</h2>' + "".join(leftover) + "</section>")
-    if report.notes or chart_note:
-        notes = [*report.notes, *([chart_note] if chart_note else [])]
-        body.append(f'<section id="notes"><h2>{html.escape(t(lang, "notes"))}</h2><ul class="notes">')
-        body.extend(f"<li>{html.escape(n)}</li>" for n in notes)
-        body.append("</ul></section>")
+    chart_notes = [chart_note] if chart_note else []
+    for s in lists:
+        body.append(_notes(s.title, [str(row[0]) for row in s.rows] + chart_notes))
+        chart_notes = []
+    if chart_notes:  # no notes of the report's own: the chart's still gets said
+        body.append(_notes(t(lang, "notes"), chart_notes))
     body.append(f"<footer>traceparse {html.escape(__version__)} · report schema traceparse.report/1</footer>")
     return (
         f'<!DOCTYPE html>\n<html lang="{html.escape(lang)}">\n<head>\n<meta charset="utf-8">\n'
