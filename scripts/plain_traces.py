@@ -13,6 +13,9 @@ and a plain count of what the written trace holds.
 This script does not import traceparse: its traces are "foreign" ones, as a user's own script
 writes them. Each case runs in its own try/except, so one failure does not lose the others.
 `--tiny` shrinks every width so the whole set runs on a CPU in a minute (for testing the script).
+
+One file on purpose (it is over 400 lines): it is carried to the GPU machine and run there under
+that machine's Python with nothing installed, each case a function of its own.
 """
 
 from __future__ import annotations

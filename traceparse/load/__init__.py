@@ -6,8 +6,10 @@ view) to be decoded later only for the ops whose FLOPs we count. That is what ma
 million-event file cheaper to analyze than to `json.loads`.
 
   schema.py    event kinds, the `Events` columns and the `Trace` every later stage reads
-  stream.py    Kineto's own layout, streamed in blocks decoded by worker processes (blocks.py)
-  whole.py     any other valid layout, decoded at once, and every malformed file's error
+  stream.py    every common layout (layout.py reads which), streamed in blocks decoded by worker
+               processes (blocks.py)
+  whole.py     what the streamed reader does not take (ns timestamps, string ids…), decoded at
+               once, and every malformed file's error
   metadata.py  the capture's metadata block, type-checked
 This module chooses between the readers and applies what both need (units, ranges, steps).
 """

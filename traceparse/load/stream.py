@@ -16,13 +16,15 @@ them.
 
 Cutting needs no JSON scanner: a JSON string cannot hold a raw newline, so Kineto's event
 separator `},\n  {` (the whitespace seen between `[` and the first event) occurs only between
-events; a cut anywhere else would leave a bracket open, which the decode of that block rejects
-(the first block starts at the first event, so by induction every accepted cut is real).
+events. Other writers' separators (`}, {` of json.dump, `},{` compact; layout.py picks the one the
+file uses) can occur inside a string too, but a cut there leaves a string or a bracket open,
+which the decode of that block rejects (the first block starts at the first event, so by
+induction every accepted cut is real), and the whole-file reader takes over.
 
-Anything this path does not handle exactly like the full decoder (`load._decode` + `_columns`)
-makes it return None and `load_trace` starts over on the full path: the array form, a value
-of an unexpected type (string ids, huge ints, a missing or unknown phase), nanosecond timestamps, a
-format without such separators, and every malformed file (so error messages stay those of
+Anything this path does not handle exactly like the whole-file reader (`whole.decode` +
+`whole.columns`) makes it return None and `load_trace` starts over there: a value
+of an unexpected type (string ids, huge ints, a missing or unknown phase), nanosecond timestamps,
+an array without its closing bracket, and every malformed file (so error messages stay those of
 the full path). Tests check that both paths give identical columns on every fixture.
 """
 
@@ -40,7 +42,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -59,6 +60,7 @@ from traceparse.load.blocks import (
     fill,
     init_worker,
 )
+from traceparse.load.layout import Layout, read_layout
 from traceparse.load.schema import NS_MAGNITUDE, TRACE_DECODER, Events, RawTrace, ShapesFor
 from traceparse.load.whole import find_trace_in_dir
 
@@ -80,9 +82,6 @@ DAMAGED: tuple[type[Exception], ...] = (OSError, EOFError, *GZIP_ERRORS)
 
 BLOCK = 16 << 20  # bytes of JSON decoded at a time (small enough to balance two workers' last blocks)
 MAX_WORKERS = 4
-_HEAD_LIMIT = 64 << 20  # a header (metadata before the events) larger than this: full path
-_KEY = re.compile(rb'"traceEvents"\s*:\s*\[([ \t\r\n]*)')
-_ARRAY_KEY = re.compile(rb"[ \t\r\n]*\[([ \t\r\n]*)")
 _LAST = re.compile(rb"\}[ \t\r\n]*\]")
 
 Progress = Callable[[int, int], None]  # (bytes read, total bytes) of the file on disk
@@ -267,7 +266,7 @@ def _load_columns(
         return None
     stream, raw, size, gz = opened
     try:
-        layout, first = _header(stream)
+        layout, first = read_layout(stream)
         cols = Columns(shapes_for, meanwhile)
         if gz:
             top = _stream(stream, raw, size, layout, first, cols, progress, block, n_workers)
@@ -285,61 +284,11 @@ def _load_columns(
         raw.close()
 
 
-@dataclass(frozen=True)
-class _Layout:
-    """How the file lays its events out, read from its first megabyte."""
-
-    header: bytes  # the text through `"traceEvents": [` (the array form: a stand-in for it)
-    sep: bytes  # between two events
-    closing: bytes  # what the top level needs after the events' "]": "}" for the array form
-    form: str  # "object" or "array"
-
-
-def _header(stream: Any) -> tuple[_Layout, bytes]:
-    """The layout, and what was read after the event list's "[" (from the first event on)."""
-    head = bytearray()
-    m = None
-    array = False
-    while m is None or m.end() == len(head):  # to the first byte after `"traceEvents": [` and blanks
-        more = stream.read(1 << 20)
-        if not more or len(head) > _HEAD_LIMIT:
-            raise Bail
-        seen = max(0, len(head) - 256)
-        head += more
-        lead = head.lstrip()[:1]
-        if lead == b"[":  # Chrome's array form: the events from the first "[" on
-            array = True
-            m = _ARRAY_KEY.match(head)
-            continue
-        if lead not in (b"", b"{"):
-            raise Bail  # a BOM, not JSON: the full path decides
-        m = _KEY.search(head, seen if m is None else m.start())
-    if head[m.end() : m.end() + 1] != b"{":
-        raise Bail  # an empty or odd event list
-    after = bytes(head[m.end() :])
-    if array:
-        return _Layout(b'{"traceEvents": [', _separator(m.group(1), after), b"}", "array"), after
-    return _Layout(bytes(head[: m.end() - len(m.group(1))]), _separator(m.group(1), after), b"", "object"), after
-
-
-# Separators between events that writers use: Kineto's ("},\n  {", the blanks after "[" tell its
-# indent), json.dump's default ("}, {"), compact ("},{"), CRLF and indented forms of each.
-_SEPARATORS = (b"}, {", b"},{", b"},\n{", b"},\r\n{", b"}, \n{")
-
-
-def _separator(blanks: bytes, text: bytes) -> bytes:
-    """The separator between events: of the candidates, the one that occurs most often in the
-    first text after the event list opens. Any string of the events could hold it too, but a cut
-    there leaves a string or a bracket open, which the block's decode rejects (full path then)."""
-    candidates = [b"}," + blanks + b"{", *_SEPARATORS]
-    return max(candidates, key=text.count)
-
-
 def _stream(
     stream: Any,
     raw: Any,
     size: int,
-    layout: _Layout,
+    layout: Layout,
     carry: bytes,
     cols: Columns,
     progress: Progress | None,
@@ -373,7 +322,7 @@ def _stream(
 def _ranges(
     raw: Any,
     size: int,
-    layout: _Layout,
+    layout: Layout,
     first: int,
     cols: Columns,
     progress: Progress | None,
@@ -430,7 +379,7 @@ def _ranges(
     return _finish(tail, layout, cols, Tables((os.getpid(), id(tail)), cols.shapes_for))
 
 
-def _finish(rest: bytes, layout: _Layout, cols: Columns, tables: Tables) -> RawTrace:
+def _finish(rest: bytes, layout: Layout, cols: Columns, tables: Tables) -> RawTrace:
     """Decode the last event and the top-level keys after the event list (the array form has
     none: what follows its "]" may only be blanks)."""
     for m in _LAST.finditer(rest):
