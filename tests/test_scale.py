@@ -555,3 +555,22 @@ def test_forest_depths_and_parents_follow_the_sweep_with_ties_and_empty_interval
         while j >= 0 and not own[j]:
             j = int(forest.parent[j])
         assert got[i] == j
+
+
+@pytest.mark.parametrize("name", ["hta-nccl_data.json.gz", "tl-b200-eager_trace.json.gz"])
+def test_collective_arguments_are_read_alike_by_both_readers(name: str) -> None:
+    """NCCL kernels carry their collective's name, sizes, group and dtype (torch ≥ 2.1)."""
+    path = H200.parent / "foreign" / name
+    fast = stream.load_columns(path)
+    assert fast is not None
+    _, full, _ = _full(path)
+    assert_same_events(fast.events, full)
+    assert full.comm is not None and full.comms
+    doc = json.loads(gzip.decompress(path.read_bytes()))
+    expected = {
+        (e["args"]["Collective name"], e["args"].get("In msg nelems"), e["args"].get("Group size"))
+        for e in doc["traceEvents"]
+        if e.get("cat") == "kernel" and "Collective name" in e.get("args", {})
+    }
+    got = {(c.collective, c.in_nelems, c.group_size) for c in full.comms}
+    assert got == expected

@@ -29,11 +29,8 @@ from traceparse.load.schema import (
     OTHER,
     PYTHON_FUNCTION,
     RUNTIME,
-    Events,
-    Interner,
-    ShapeArgs,
+    CommArgs,
     ShapesFor,
-    category_counts,
     kind_of_category,
     of_kinds,
 )
@@ -59,6 +56,11 @@ class _Args(msgspec.Struct, gc=False, frozen=True):
     py_id: int | None = msgspec.field(default=NO_ID, name="Python id")
     py_parent: int | None = msgspec.field(default=NO_ID, name="Python parent id")  # null at a root frame
     nbytes: float | None = msgspec.field(default=0.0, name="bytes")
+    coll_name: str | None = msgspec.field(default=None, name="Collective name")
+    in_nelems: int | None = msgspec.field(default=None, name="In msg nelems")
+    out_nelems: int | None = msgspec.field(default=None, name="Out msg nelems")
+    group_size: int | None = msgspec.field(default=None, name="Group size")
+    comm_dtype: str | None = msgspec.field(default=None, name="dtype")
 
 
 _NO_ARGS = _Args()
@@ -90,7 +92,7 @@ _FIELDS = ("cat", "name", "pid", "tid", "ts", "dur", "args")
 _G = {k: attrgetter(k) for k in (*_FIELDS, *(f"args.{f}" for f in _Args.__struct_fields__))}
 _A = {f: attrgetter(f) for f in _Args.__struct_fields__}
 _DIMS, _TYPES, _CONCRETE = _A["input_dims"], _A["input_type"], _A["concrete"]
-_NUL = b"\x00"
+NUL = b"\x00"
 INT_COLS = ("external_id", "correlation", "seq", "fwd_tid", "stream", "device", "py_id", "py_parent")
 
 
@@ -128,7 +130,7 @@ _cat_code = kind_of_category
 _CAT_CODES: dict[Any, int] = {c: _cat_code(c) for c in (None, *CATEGORY_KIND)}
 
 
-TABLES = ("name", "pid", "tid", "shape")
+TABLES = ("name", "pid", "tid", "shape", "comm")
 
 
 @dataclass
@@ -262,10 +264,25 @@ def columnize(evs: list[_Event], tables: Tables) -> Block:
     if has.size:
         with_dims = _take(cpu_args, has)
         keys = list(
-            map(_NUL.join, zip(map(_DIMS, with_dims), map(_TYPES, with_dims), map(_CONCRETE, with_dims), strict=True))
+            map(NUL.join, zip(map(_DIMS, with_dims), map(_TYPES, with_dims), map(_CONCRETE, with_dims), strict=True))
         )
         shape[cpu[has]] = _lookup(lut["shape"], new["shape"], None, keys, np.int64)
+    out.codes["comm"] = _comm_codes(args, np.flatnonzero(of_kinds(kind, GPU_KINDS)), m, tables, new)
     return out
+
+
+_COMM_FIELDS = tuple(attrgetter(f) for f in ("coll_name", "in_nelems", "out_nelems", "group_size", "comm_dtype"))
+
+
+def _comm_codes(args: list[Any], gpu: np.ndarray, m: int, tables: Tables, new: dict[str, list[Any]]) -> np.ndarray:
+    """Per row: a local code of its collective arguments (NCCL/RCCL kernels), NO_ID elsewhere."""
+    codes = np.full(m, NO_ID, np.int64)
+    gpu_args = _take(args, gpu)
+    named = [i for i, name in enumerate(map(_COMM_FIELDS[0], gpu_args)) if name is not None]
+    if named:
+        keys = [CommArgs.key(*(get(gpu_args[i]) for get in _COMM_FIELDS)) for i in named]
+        codes[gpu[named]] = _lookup(tables.lut["comm"], new["comm"], None, keys, np.int64)
+    return codes
 
 
 _BUFFER = bytearray()  # reused from block to block: fresh 16 MiB buffers cost page faults
@@ -305,87 +322,3 @@ def fill(stream: Any, view: memoryview) -> int:
 def init_worker(shapes_for: ShapesFor) -> None:
     global _WORKER_TABLES
     _WORKER_TABLES = Tables((os.getpid(), 0), shapes_for)
-
-
-class Columns:
-    """Columns of the kept events, merged block by block in file order (same rows and ids as
-    `load._columns`: names, pids and tids are numbered in order of first appearance)."""
-
-    def __init__(self, shapes_for: ShapesFor = None, meanwhile: Callable[[], None] = lambda: None) -> None:
-        self.shapes_for = shapes_for
-        self.meanwhile = meanwhile  # work for this process while workers decode
-        self.names: dict[str, int] = {}
-        self.pid_of, self.tid_of = Interner(), Interner()
-        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in COLS}
-        self.shapes: list[ShapeArgs] = []
-        self.ids: dict[str, dict[Any, int]] = {k: {} for k in TABLES}  # value → global id
-        self.maps: dict[tuple[int, int], dict[str, list[int]]] = {}  # per process: local code → global id
-        self.shapes_recorded = False
-        self.dropped = 0
-        self.other_cats: dict[Any, int] = {}
-        self.max_abs_ts = 0.0
-
-    def _global(self, table: str, value: Any) -> int:
-        if table == "name":
-            return self.names.setdefault(value or "", len(self.names))
-        if table == "pid":
-            return self.pid_of(value)
-        if table == "tid":
-            return self.tid_of(value)
-        dims, types, concrete = value.split(_NUL)
-        self.shapes.append(ShapeArgs(msgspec.Raw(dims), msgspec.Raw(types) or None, msgspec.Raw(concrete) or None))
-        return len(self.shapes) - 1
-
-    def merge(self, b: Block) -> None:
-        self.dropped += b.dropped
-        for cat, count in b.other_cats.items():
-            self.other_cats[cat] = self.other_cats.get(cat, 0) + count
-        self.max_abs_ts = max(self.max_abs_ts, b.max_abs_ts)
-        self.shapes_recorded = self.shapes_recorded or b.shapes_recorded
-        if not b.m:
-            return
-        maps = self.maps.setdefault(b.token, {k: [] for k in TABLES})
-        for table in TABLES:
-            ids, local = self.ids[table], maps[table]
-            for v in b.new[table]:
-                got = ids.get(v)
-                if got is None:
-                    got = ids[v] = self._global(table, v)
-                local.append(got)
-        p = self.parts
-        for k, col in b.cols.items():
-            p[k].append(col)
-        for k in TABLES:  # local code → global id; NO_ID (-1, no shape) picks the appended NO_ID
-            p[k].append(np.array([*maps[k], NO_ID], np.int64)[b.codes[k]])
-
-    def events(self) -> Events:
-        p = self.parts
-
-        def cat(k: str, dtype: Any) -> np.ndarray:
-            return np.concatenate(p[k]).astype(dtype, copy=False) if p[k] else np.empty(0, dtype)
-
-        return Events(
-            kind=cat("kind", np.uint8),
-            name=cat("name", np.int32),
-            names=tuple(self.names),
-            ts=cat("ts", np.float64),
-            dur=cat("dur", np.float64),
-            pid=cat("pid", np.int64),
-            tid=cat("tid", np.int64),
-            external_id=cat("external_id", np.int64),
-            correlation=cat("correlation", np.int64),
-            seq=cat("seq", np.int64),
-            fwd_tid=cat("fwd_tid", np.int64),
-            stream=cat("stream", np.int64),
-            device=cat("device", np.int64),
-            py_id=cat("py_id", np.int64),
-            py_parent=cat("py_parent", np.int64),
-            nbytes=cat("nbytes", np.float64),
-            shape=cat("shape", np.int32),
-            shapes=tuple(self.shapes),
-            shapes_recorded=self.shapes_recorded,
-            other_categories=category_counts(self.other_cats),
-        )
-
-
-COLS = ("kind", "name", "ts", "dur", "pid", "tid", "nbytes", "shape", *INT_COLS)

@@ -100,6 +100,11 @@ class RawArgs(msgspec.Struct, gc=False):
     py_id: Any = msgspec.field(default=None, name="Python id")
     py_parent: Any = msgspec.field(default=None, name="Python parent id")
     nbytes: Any = msgspec.field(default=None, name="bytes")
+    coll_name: Any = msgspec.field(default=None, name="Collective name")
+    in_nelems: Any = msgspec.field(default=None, name="In msg nelems")
+    out_nelems: Any = msgspec.field(default=None, name="Out msg nelems")
+    group_size: Any = msgspec.field(default=None, name="Group size")
+    comm_dtype: Any = msgspec.field(default=None, name="dtype")
     name: Any = None  # thread/process names of "M" events
 
 
@@ -139,6 +144,39 @@ class ShapeArgs:
     concrete: msgspec.Raw | None  # "Concrete Inputs"
 
 
+@dataclass(frozen=True, slots=True)
+class CommArgs:
+    """One distinct set of a collective kernel's arguments, as the trace records them."""
+
+    collective: str  # "allreduce", "_allgather_base", "reduce_scatter_tensor", "send", …
+    in_nelems: int | None  # elements in (per rank)
+    out_nelems: int | None
+    group_size: int | None
+    dtype: str | None  # "Float", "BFloat16", …
+
+    @staticmethod
+    def key(collective: Any, in_nelems: Any, out_nelems: Any, group: Any, dtype: Any) -> tuple[Any, ...] | None:
+        """The hashable key of a kernel's collective arguments; None when it names no collective."""
+        if not isinstance(collective, str) or not collective:
+            return None
+        return (
+            collective,
+            as_int(in_nelems),
+            as_int(out_nelems),
+            as_int(group),
+            dtype if isinstance(dtype, str) else None,
+        )
+
+    @classmethod
+    def of_key(cls, key: tuple[Any, ...]) -> CommArgs:
+        name, n_in, n_out, group, dtype = key
+
+        def known(v: int) -> int | None:
+            return None if v == NO_ID else v
+
+        return cls(name, known(n_in), known(n_out), known(group), dtype)
+
+
 @dataclass(frozen=True)
 class Events:
     """All kept events as columns; row i of every array is one event.
@@ -168,6 +206,10 @@ class Events:
     shapes_recorded: bool  # some CPU op has "Input Dims" (record_shapes), kept or not
     # Categories of complete events no stage reads ("Trace", a vendor's device events…): count.
     other_categories: tuple[tuple[str, int], ...] = ()
+    # Collective kernels' arguments (NCCL/RCCL kernels carry them since torch 2.1): per row a code
+    # into `comms`, NO_ID elsewhere; None when no kernel of the trace has them.
+    comm: np.ndarray | None = None
+    comms: tuple[CommArgs, ...] = ()
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])

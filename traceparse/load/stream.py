@@ -52,7 +52,6 @@ from traceparse.load.blocks import (
     DECODER,
     Bail,
     Block,
-    Columns,
     Tables,
     columnize,
     decode_range,
@@ -61,6 +60,7 @@ from traceparse.load.blocks import (
     init_worker,
 )
 from traceparse.load.layout import Layout, read_layout
+from traceparse.load.merge import Columns
 from traceparse.load.schema import NS_MAGNITUDE, TRACE_DECODER, Events, RawTrace, ShapesFor
 from traceparse.load.whole import find_trace_in_dir
 

@@ -27,6 +27,7 @@ from traceparse.load.schema import (
     PYTHON_FUNCTION,
     RUNTIME,
     TRACE_DECODER,
+    CommArgs,
     Events,
     Interner,
     RawEvent,
@@ -162,6 +163,8 @@ def columns(raw: list[RawEvent], shapes_for: ShapesFor = None) -> tuple[Events, 
     dur = np.zeros(n)
     nbytes = np.zeros(n)
     shape = np.full(n, NO_ID, np.int32)
+    comm = np.full(n, NO_ID, np.int32)
+    comm_codes: dict[tuple[Any, ...], int] = {}  # collective arguments → code, in order of first appearance
     shapes: dict[bytes, int] = {}  # the three raw texts joined by NUL (never in JSON text) → code
     shape_args: list[ShapeArgs] = []
     recorded = False
@@ -220,6 +223,10 @@ def columns(raw: list[RawEvent], shapes_for: ShapesFor = None) -> tuple[Events, 
             cols["device"][i] = as_int(a.device)
             if a.nbytes is not None:
                 nbytes[i] = as_float(a.nbytes)
+            if a.coll_name is not None:
+                comm_key = CommArgs.key(a.coll_name, a.in_nelems, a.out_nelems, a.group_size, a.comm_dtype)
+                if comm_key is not None:
+                    comm[i] = comm_codes.setdefault(comm_key, len(comm_codes))
         elif k == RUNTIME:
             corr[i] = as_int(a.correlation)
         elif k == PYTHON_FUNCTION:
@@ -247,6 +254,8 @@ def columns(raw: list[RawEvent], shapes_for: ShapesFor = None) -> tuple[Events, 
         shapes=tuple(shape_args),
         shapes_recorded=recorded,
         other_categories=category_counts(dict(Counter(raw[i].cat for i in rows[kind[rows] == OTHER].tolist()))),
+        comm=comm[rows] if comm_codes else None,
+        comms=tuple(CommArgs.of_key(k) for k in comm_codes),
     )
     return events, dropped
 
