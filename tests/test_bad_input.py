@@ -99,6 +99,16 @@ def _dir_with(d: Path, *names: str) -> Path:
     return d
 
 
+def _two_jobs(d: Path) -> Path:
+    """Two rank traces whose distributedInfo gives different world sizes."""
+    d.mkdir()
+    for rank, world in ((0, 2), (1, 4)):
+        doc = json.loads(fuzz.fixture_bytes(LLAMA))
+        doc = {"distributedInfo": {"rank": rank, "world_size": world}, **doc}
+        (d / f"rank{rank}.pt.trace.json.gz").write_bytes(gzip.compress(json.dumps(doc).encode()))
+    return d
+
+
 # ---- what the CLI must refuse: (id, argv builder, exit code, message fragment) ----------------
 
 Builder = Callable[[Path], list[str | Path]]
@@ -106,10 +116,10 @@ ERRORS: list[tuple[str, Builder, int, str]] = [
     ("missing file", lambda t: ["analyze", t / "nope.pt.trace.json.gz"], ExitCode.UNREADABLE, "no such file"),
     ("directory without traces", lambda t: ["analyze", _dir_with(t / "d")], ExitCode.UNREADABLE, "holds no trace"),
     (
-        "directory with two traces",
-        lambda t: ["analyze", _dir_with(t / "d", "a.pt.trace.json.gz", "b.pt.trace.json.gz")],
+        "traces of different jobs in one folder",
+        lambda t: ["analyze", _two_jobs(t / "d")],
         ExitCode.USAGE,
-        "pass one file",
+        "traces of different jobs",
     ),
     ("empty file", lambda t: ["analyze", _write(t / "e.json", b"")], ExitCode.UNREADABLE, "empty file"),
     ("blank file", lambda t: ["analyze", _write(t / "e.json", b" \n\t\n")], ExitCode.UNREADABLE, "empty trace"),

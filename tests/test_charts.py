@@ -43,17 +43,41 @@ def _close(a: float | None, b: float | None, rel: float = 1e-9) -> bool:
     [
         (
             NEMOTRON_9B,
-            {"blocks_time_by_family", "blocks_tflops", "module_types", "slowest_modules", "kernel_families"},
+            {
+                "blocks_time_by_family",
+                "blocks_tflops",
+                "module_types",
+                "slowest_modules",
+                "kernel_families",
+                "roofline",
+            },
         ),
         (
             NEMOTRON_8L_TRAIN,
-            {"blocks_time_by_family", "blocks_tflops", "phases", "module_types", "slowest_modules", "kernel_families"},
+            {
+                "blocks_time_by_family",
+                "blocks_tflops",
+                "phases",
+                "module_types",
+                "slowest_modules",
+                "kernel_families",
+                "roofline",
+            },
         ),
         (
             NEMOTRON_8L_GENERATE,
-            {"blocks_time_by_family", "blocks_tflops", "phases", "module_types", "slowest_modules", "kernel_families"},
+            {
+                "blocks_time_by_family",
+                "blocks_tflops",
+                "phases",
+                "module_types",
+                "slowest_modules",
+                "kernel_families",
+                "roofline",
+            },
         ),
-        (USER_TRAIN, {"phases", "top_operators", "kernel_families"}),  # operators fallback: no modules, no blocks
+        # operators fallback: no modules, no blocks; the roofline shows the top operators
+        (USER_TRAIN, {"phases", "top_operators", "kernel_families", "roofline"}),
     ],
     ids=lambda v: v.name.split(".pt.")[0] if isinstance(v, Path) else "",
 )

@@ -131,10 +131,11 @@ def test_analyze_cli_writes_charts_and_html(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "charts").iterdir()) == [
         "kernel_families.png",
         "phases.png",
+        "roofline.png",
         "top_operators.png",
     ]
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
-    assert page.count("<img ") == 3 and "Top operators" in page
+    assert page.count("<img ") == 4 and "Top operators" in page
 
 
 def test_capture_writes_charts_and_html_after_the_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

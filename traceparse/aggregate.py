@@ -22,6 +22,7 @@ def build_report(
     attr: Attribution,
     flops: FlopTable,
     peak_override: float | None = None,
+    peak_tbps: float | None = None,
 ) -> Report:
-    ctx = make_context(trace, attr, flops, peak_override)
+    ctx = make_context(trace, attr, flops, peak_override, peak_tbps)
     return Report(source=trace.path, attribution=attr.mode, step_wall_ms=ctx.walls, **compute_sections(ctx))

@@ -49,10 +49,11 @@ def run_pipeline(
     progress: Callable[[str, float | None], None] | None = None,
     render_format: str | None = None,
     attention_backward: float = 2.5,
+    peak_tbps: float | None = None,
 ) -> Analysis:
     """`progress(stage, fraction or None)` hears of each stage (traceparse.progress.Progress shows
     it); `render_format`: the format the caller will render, whose libraries are then imported
-    while the loader's workers decode."""
+    while the loader's workers decode; `peak_tflops`/`peak_tbps` replace the device table's roofs."""
     say: Callable[[str, float | None], None] = progress or (lambda _stage, _fraction: None)
     trace = load_trace(
         path,
@@ -72,7 +73,7 @@ def run_pipeline(
     say("counting FLOPs", None)
     flops = count_flops(attr, trace.metadata, attention, attention_backward)
     say("aggregating", None)
-    return Analysis(trace, attr, flops, build_report(trace, attr, flops, peak_tflops))
+    return Analysis(trace, attr, flops, build_report(trace, attr, flops, peak_tflops, peak_tbps))
 
 
 def analyze_path(

@@ -214,7 +214,10 @@ def _no_blas_threads() -> None:
 
 @app.command()
 def analyze(
-    trace: Annotated[Path, typer.Argument(help="trace .json or .json.gz (or a directory holding one)")],
+    traces: Annotated[
+        list[Path],
+        typer.Argument(help="trace .json[.gz], a folder or a glob; several ranks' traces give the job report"),
+    ],
     fmt: Annotated[Fmt, typer.Option("--format", "-f", help="output format")] = Fmt.table,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write here (atomically)")] = None,
     lang: Annotated[Lang, typer.Option(help="headings language (ru: the seed report's)")] = Lang.en,
@@ -226,25 +229,48 @@ def analyze(
         typer.Option(help="attention backward FLOPs per forward FLOP: 2.5 (with the recomputed scores) or 2 (FCM)"),
     ] = AttnBackward.recompute,
     peak_tflops: Annotated[float | None, typer.Option(help="override the device peak for MFU")] = None,
+    peak_tbps: Annotated[
+        float | None, typer.Option(help="override the device memory bandwidth (TB/s) for the rooflines")
+    ] = None,
     charts: Annotated[Path | None, typer.Option(help="also write PNG charts into this directory")] = None,
     html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML report here")] = None,
     hta: Annotated[bool, typer.Option("--hta", help="add HTA's breakdowns (pip install traceparse[hta])")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
+    cycle: Annotated[int | None, typer.Option(help="job: the profiling cycle per rank (default: the latest)")] = None,
+    workers: Annotated[int | None, typer.Option(help="job: local processes analyzing ranks (default: cores)")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="job: a Dask scheduler address to analyze ranks on (traceparse[dask])")
+    ] = None,
     debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
 ) -> None:
-    """Explain where a trace's GPU time goes: blocks, module types, modules, kernel families, FLOPs."""
+    """Explain where a trace's GPU time goes: blocks, module types, modules, kernel families, FLOPs.
+    Several rank traces of one job (files, a folder, a glob) give the job report instead."""
     _DEBUG["on"] = debug
     _no_blas_threads()
 
     def go() -> str:
+        from traceparse.job.inputs import trace_files
+
+        paths = trace_files(traces) if len(traces) > 1 or not traces[0].is_file() else traces
+        if len(paths) > 1:
+            return _job(paths, fmt.value, output, cycle, workers, scheduler, attention_flops.value)
+        trace = traces[0] if traces[0].is_file() else paths[0]
         from traceparse.api import run_pipeline
         from traceparse.progress import Progress
 
         if peak_tflops is not None and peak_tflops <= 0:
             raise TraceparseError("--peak-tflops must be positive")
+        if peak_tbps is not None and peak_tbps <= 0:
+            raise TraceparseError("--peak-tbps must be positive")
         with Progress(enabled=not quiet) as progress:
             analysis = run_pipeline(
-                trace, attention_flops.value, peak_tflops, progress, fmt.value, float(attention_backward.value)
+                trace,
+                attention_flops.value,
+                peak_tflops,
+                progress,
+                fmt.value,
+                float(attention_backward.value),
+                peak_tbps=peak_tbps,
             )
             report = analysis.report
             from traceparse.render import render  # imported by now (run_pipeline): kept off the start-up path
@@ -277,6 +303,28 @@ def _print_report_or_warn(path: Path) -> None:
         typer.echo(render(analyze_path(path), "table"))
     except Exception as exc:
         typer.echo(f"traceparse: warning: the trace was saved, but analyzing it failed: {exc}", err=True)
+
+
+def _job(
+    paths: list[Path],
+    fmt: str,
+    output: Path | None,
+    cycle: int | None,
+    workers: int | None,
+    scheduler: str | None,
+    attention: str,
+) -> str:
+    from traceparse.job import analyze_job
+    from traceparse.job.render import render_job
+
+    if fmt not in ("table", "markdown", "json"):
+        raise TraceparseError(f"--format {fmt}: the job report is table, markdown or json")
+    text = render_job(analyze_job(paths, cycle=cycle, workers=workers, scheduler=scheduler, attention=attention), fmt)
+    if output is not None:
+        from traceparse.atomic import write_text_atomic
+
+        write_text_atomic(output, text)
+    return text
 
 
 def _write_pictures(analysis: Any, charts: Path | None, html: Path | None, lang: str, quiet: bool) -> None:
@@ -318,6 +366,68 @@ def annotate(
     summary = guarded(go)
     if not quiet:
         typer.echo(f"wrote {output}: {summary}", err=True)
+
+
+class DiffFmt(StrEnum):
+    table = "table"
+    markdown = "markdown"
+    json = "json"
+    html = "html"
+
+
+@app.command()
+def diff(
+    a: Annotated[
+        Path, typer.Argument(help="run A (before): a trace, a saved report JSON, or a folder holding one trace")
+    ],
+    b: Annotated[Path, typer.Argument(help="run B (after): the same kinds")],
+    fmt: Annotated[DiffFmt, typer.Option("--format", "-f", help="output format")] = DiffFmt.table,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write here (atomically)")] = None,
+    html: Annotated[Path | None, typer.Option(help="also write the HTML page (with the per-block chart) here")] = None,
+    fail_above: Annotated[
+        float | None,
+        typer.Option(help="exit 8 when B's time is more than PCT % above A's and beyond noise (CI gate)"),
+    ] = None,
+    min_pct: Annotated[float, typer.Option(help="noise floor: changes under PCT % of a row's time are noise")] = 2.0,
+    min_ms: Annotated[float, typer.Option(help="noise floor: changes under this many ms per step are noise")] = 0.005,
+    top: Annotated[int, typer.Option(help="rows shown per table (table/markdown/html; JSON has all)")] = 15,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
+    debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
+) -> None:
+    """What got faster or slower from A to B: per block, module, module type, kernel family, operator, kernel."""
+    _DEBUG["on"] = debug
+    _no_blas_threads()
+    if fail_above is not None and fail_above < 0:
+        _fail("--fail-above must be 0 or more", int(ExitCode.USAGE))
+
+    def go() -> tuple[str, bool]:
+        from traceparse.diff import diff_paths
+        from traceparse.diff.render import render_diff
+        from traceparse.progress import Progress
+
+        with Progress(enabled=not quiet) as progress:
+            result = diff_paths(a, b, min_pct, min_ms, top, progress)
+        text = render_diff(result, fmt.value, top)
+        from traceparse.atomic import write_text_atomic
+
+        if html is not None:
+            write_text_atomic(html, render_diff(result, "html", top))
+        if output is not None:
+            write_text_atomic(output, text)
+        return text, fail_above is not None and result.failed(fail_above)
+
+    text, failed = guarded(go)
+    if output is None:
+        typer.echo(text, nl=False)
+    elif not quiet:
+        typer.echo(f"wrote {output}", err=True)
+    if html is not None and not quiet:
+        typer.echo(f"wrote {html}", err=True)
+    if failed:
+        from traceparse.diff import EXIT_REGRESSION
+
+        typer.echo(f"traceparse: B is more than {fail_above:g} % slower than A (beyond noise)", err=True)
+        raise typer.Exit(EXIT_REGRESSION)
 
 
 def _click_exceptions() -> tuple[tuple[type[Exception], ...], ...]:

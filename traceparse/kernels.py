@@ -25,6 +25,11 @@ FAMILIES = (
 # hipBLASLt, Composable Kernel `ck::`/`device_gemm`, MIOpen), NCCL/RCCL, FlashAttention and
 # cuDNN's fused attention, Triton and torch.compile (triton_poi/red/per/tem), and aten's own.
 _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    # Inductor names a fused kernel after every op it fuses ("…_scaled_dot_product_…_attention_…"):
+    # its kind prefix says what it is, before any op name in it can.
+    ("elementwise", re.compile(r"^triton_poi_")),
+    ("reduction", re.compile(r"^triton_(?:red|per)_")),
+    ("gemm", re.compile(r"^triton_tem_")),
     (
         "communication",
         re.compile(
@@ -36,7 +41,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
         "attention",
         re.compile(
-            r"flash|fmha|attention|attn|sdpa|cudnn_generated_fort_native_sdpa|mha_|softmax_warp|"
+            r"flash|fmha|attention|attn|sdpa|cudnn_generated_fort_native_sdpa|mha_|"
             r"paged_?kv|decode_?kernel|merge_?state|cutlass_?mla|flashinfer|unified_attention|"
             r"xformers|efficient_?attention|triton_.*attn|sage_fwd|sage_bwd|sageattn",
             re.I,

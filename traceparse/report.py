@@ -58,6 +58,9 @@ class General:
     kernels_only_ms: float | None = None
     memcpy_ms: float | None = None
     memset_ms: float | None = None
+    peak_tbps: float | None = None  # memory bandwidth of the device (--peak-tbps, else the table)
+    rank: int | None = None  # of a distributed job: distributedInfo, else the capture metadata
+    world_size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,14 @@ class BlockRow:
     mfu: float | None
     flop_coverage: float | None
     params: int | None
+    # Roofline (flops/roofline.py): compulsory bytes of the block's ops, per step; null when more
+    # than 2 % of its kernel time ran in ops whose bytes are unknown (bytes_coverage says how much).
+    bytes: float | None = None
+    tbps: float | None = None  # bytes / gpu_ms
+    intensity: float | None = None  # flops / bytes
+    bound: str | None = None  # "memory" | "compute"
+    roofline_pct: float | None = None  # achieved / attainable at this intensity (%)
+    bytes_coverage: float | None = None  # share of the block's kernel time whose bytes are known
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,14 @@ class TypeRow:
     mean_ms: float
     self_ms: float
     self_share_pct: float
+    # Roofline of the type's calls, inclusive (as BlockRow's); flops: tensor FLOPs incl. analytic
+    flops: float | None = None
+    bytes: float | None = None
+    tflops: float | None = None
+    tbps: float | None = None
+    intensity: float | None = None
+    bound: str | None = None
+    roofline_pct: float | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +162,10 @@ class Report:
     top_operators: list[dict[str, Any]] = field(default_factory=list)
     steps: list[StepRow] = field(default_factory=list)
     block_stacks: list[dict[str, Any]] = field(default_factory=list)  # container, blocks, kinds, gpu_ms, share_pct
+    # operator, calls, gpu_ms, mean/min/max/std_ms, kernels, flops, bytes, tflops, tbps, intensity, bound,
+    # roofline_pct (sections/roofline_ops.py); operator_shapes: the same per distinct shape, plus `shapes`
+    operators: list[dict[str, Any]] = field(default_factory=list)
+    operator_shapes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema": SCHEMA, "source": self.source}
@@ -160,6 +183,8 @@ class Report:
         out["top_operators"] = list(self.top_operators)
         out["steps"] = [asdict(s) for s in self.steps]
         out["block_stacks"] = list(self.block_stacks)
+        out["operators"] = list(self.operators)
+        out["operator_shapes"] = list(self.operator_shapes)
         return out
 
     # DataFrame views for the Python API.

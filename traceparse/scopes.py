@@ -9,7 +9,11 @@ Three sources of module scopes, best first:
 from __future__ import annotations
 
 import re
+import sys
+import types
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -91,3 +95,18 @@ def phase_markers(names: tuple[str, ...]) -> np.ndarray:
 
 def backward_nodes(names: tuple[str, ...]) -> np.ndarray:
     return np.array([bool(BACKWARD_NODE.search(n)) for n in names], bool)
+
+
+class _CallableModule(types.ModuleType):
+    """`with traceparse.scopes(model):` is the public API's name for the capture scopes, and it is
+    this module's name too: importing a submodule rebinds the package's attribute to the module, so
+    a function of that name in traceparse/__init__.py would be replaced. The module is callable
+    instead. It imports torch only when called."""
+
+    def __call__(self, model: Any) -> AbstractContextManager[None]:
+        from traceparse.capture.scopes import module_scopes
+
+        return module_scopes(model)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,4 +1,4 @@
-"""Write the profiler's trace as `<name>.pt.trace.json.gz` with traceparse metadata inside it.
+"""Write the profiler's trace as `<name>.pt.trace.json[.gz]` with traceparse metadata inside it.
 
 The metadata is spliced in as a top-level "traceparse" key of the exported JSON rather than
 passed through `prof.add_metadata_json`, because it holds measurements taken after profiling
@@ -21,6 +21,7 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def split_trailing_keys(tail: bytes) -> tuple[int, bytes] | None:
     return None
 
 
-def _splice_metadata(src: Path, dst_gz: Path, extra: dict[str, Any]) -> None:
+def _splice_metadata(src: Path, dst: Path, extra: dict[str, Any], gz: bool = True) -> None:
     head_extra = "".join(
         f"{json.dumps(k)}: {json.dumps(_finite(v), default=str, allow_nan=False)},\n" for k, v in extra.items()
     ).encode()
@@ -86,7 +87,7 @@ def _splice_metadata(src: Path, dst_gz: Path, extra: dict[str, Any]) -> None:
         # go to the front. Not found (not Kineto's layout): leave the tail as it is.
         stop, trailing = (tail_start + found[0] + 1, found[1]) if found else (size, b"")
         fin.seek(0)
-        with gzip.open(dst_gz, "wb", compresslevel=6) as fout:
+        with gzip.open(dst, "wb", compresslevel=6) if gz else open(dst, "wb") as fout:
             first = fin.read(min(64 * 1024, stop))
             brace = first.find(b"{")
             if brace < 0:
@@ -104,14 +105,20 @@ def _splice_metadata(src: Path, dst_gz: Path, extra: dict[str, Any]) -> None:
                 fout.write(b"\n}\n")
 
 
-def export_trace(prof: Any, out_path: Path, extra: dict[str, Any]) -> Path:
-    """Export `prof` (a torch.profiler.profile) to `out_path` (.json.gz), atomically."""
+def export_with_metadata(export: Callable[[str], object], out_path: Path, extra: dict[str, Any]) -> Path:
+    """`export(tmp_json_path)` writes the profiler's JSON; it lands at `out_path` (gzipped when the
+    name ends in .gz, as torch's own export does) with `extra`'s keys in front, atomically."""
     fd, tmp_json = tempfile.mkstemp(suffix=".json", prefix="traceparse-")
     os.close(fd)
     try:
-        prof.export_chrome_trace(tmp_json)
-        with atomic_path(out_path) as tmp_gz:
-            _splice_metadata(Path(tmp_json), tmp_gz, extra)
+        export(tmp_json)
+        with atomic_path(out_path) as tmp_out:
+            _splice_metadata(Path(tmp_json), tmp_out, extra, gz=out_path.name.endswith(".gz"))
     finally:
         os.unlink(tmp_json)
     return out_path
+
+
+def export_trace(prof: Any, out_path: Path, extra: dict[str, Any]) -> Path:
+    """Export `prof` (a torch.profiler.profile) to `out_path` (.json.gz), atomically."""
+    return export_with_metadata(prof.export_chrome_trace, out_path, extra)

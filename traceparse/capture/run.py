@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,20 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import transformers
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from traceparse import __version__
 from traceparse.capture.export import METADATA_KEY, export_trace
+from traceparse.capture.metadata import distributed_info, model_metadata, trace_stem
 from traceparse.capture.model import BuiltModel, build_model
 from traceparse.capture.options import CaptureOptions
-from traceparse.capture.scopes import (
-    find_block_container,
-    linear_param_count,
-    module_scopes,
-    module_table,
-    param_count,
-)
+from traceparse.capture.scopes import module_scopes
 from traceparse.capture.timing import median_ms, synchronize
 from traceparse.capture.workload import make_workload
 from traceparse.errors import ExitCode, TraceparseError
@@ -44,65 +34,20 @@ class CaptureResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _rank() -> tuple[int, int]:
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
-
-
 def default_name(model_id: str, opts: CaptureOptions) -> str:
-    rank, world = _rank()
-    name = f"{_slug(Path(model_id).name if os.path.isdir(model_id) else model_id)}-{opts.mode}-seq{opts.seq_len}"
-    return f"{name}-rank{rank}" if world > 1 else name
+    return trace_stem(model_id, opts.mode, opts.seq_len)
 
 
-def _device_info(device: torch.device) -> dict[str, Any]:
-    if device.type == "cuda":
-        return {
-            "type": "cuda",
-            "name": torch.cuda.get_device_name(device),
-            "count": torch.cuda.device_count(),
-        }
-    return {"type": device.type, "name": platform.processor() or platform.machine(), "count": 1}
-
-
-def _config_dict(built: BuiltModel) -> dict[str, Any]:
-    config = built.model.config.to_dict()
-    # Large per-token tables are no use to analyze and bloat every trace.
-    config.pop("id2label", None)
-    config.pop("label2id", None)
-    return config
-
-
-def _metadata(built: BuiltModel, opts: CaptureOptions, container: str | None) -> dict[str, Any]:
-    rank, world = _rank()
-    model = built.model
+def _metadata(built: BuiltModel, opts: CaptureOptions) -> dict[str, Any]:
     return {
-        "schema": "traceparse.capture/1",
-        "traceparse_version": __version__,
-        "torch_version": torch.__version__,
-        "transformers_version": transformers.__version__,
-        "model_id": built.model_id,
-        "model_class": type(model).__name__,
+        **model_metadata(built.model, model_id=built.model_id, dtype=built.dtype, device=built.device),
         "random_weights": built.random_weights,
-        "config": _config_dict(built),
-        "dtype": str(built.dtype).removeprefix("torch."),
         "mode": opts.mode,
         "seq_len": opts.seq_len,
         "batch_size": opts.batch_size,
         "new_tokens": opts.new_tokens if opts.mode == "generate" else None,
         "attn_impl": opts.attn_impl,
-        "device": _device_info(built.device),
-        "rank": rank,
-        "world_size": world,
-        "params": param_count(model),
-        "params_linear": linear_param_count(model),
-        "blocks_container": container,
-        "scope_naming": "<qualified name> (<ClassName>); root: model (<ClassName>)",
         "scopes": opts.scopes,
-        "modules": module_table(model, container),
         "warmup_steps": opts.warmup,
         "active_steps": opts.steps,
     }
@@ -113,8 +58,7 @@ def run_capture(opts: CaptureOptions, progress: Progress = lambda _msg: None) ->
     t_start = time.perf_counter()
     progress("building model")
     built = build_model(opts)
-    container = find_block_container(built.model)
-    meta = _metadata(built, opts, container)
+    meta = _metadata(built, opts)
     work = make_workload(built, opts)
     runs = max(opts.timing_runs, 5) if built.device.type == "cuda" else opts.timing_runs
 
@@ -137,12 +81,8 @@ def run_capture(opts: CaptureOptions, progress: Progress = lambda _msg: None) ->
         step_wall: list[float] = []
         exported: list[Path] = []
 
-        extra: dict[str, Any] = {METADATA_KEY: meta}
-        rank, world = _rank()
-        if world > 1 and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            # torch writes distributedInfo only for an initialised process group; under torchrun
-            # capture profiles each rank on its own, so say which rank this is.
-            extra["distributedInfo"] = {"rank": rank, "world_size": world, "backend": None}
+        # Under torchrun capture profiles each rank on its own (no process group): say which.
+        extra: dict[str, Any] = {METADATA_KEY: meta, **distributed_info()}
 
         def on_ready(prof: profile) -> None:
             meta["timing"]["profiled_step_wall_ms"] = step_wall[opts.warmup :]

@@ -53,6 +53,7 @@ class FlopTable:
     attention_backward: float  # attention backward FLOPs as a multiple of forward
     has_shapes: bool  # the trace recorded shapes at all
     ssm_unknown_calls: int = 0  # Mamba2 mixer calls whose scan FLOPs are unknown (no config)
+    pos: np.ndarray | None = None  # forest position of the counted op (-1: an analytic term)
 
     def total(self, kinds: tuple[str, ...] = TENSOR_KINDS, phase: int | None = None, step: int | None = None) -> float:
         keep = np.isin(self.kind, [KINDS.index(k) for k in kinds])
@@ -118,14 +119,16 @@ def count_flops(
     start = forest.start[counted]
     op_name = np.array([*names, ""], dtype=object)[name_of_pos[counted]]
     analytic = np.zeros(counted.size, bool)
+    pos = counted.astype(np.int64)
 
     # Mamba2 mixers: analytic scan + conv FLOPs replace their own non-elementwise op FLOPs.
     extra = _mamba_terms(attr, metadata, counted, call, kind, flops, phase)
     if extra is not None:
         drop, a_flops, a_call, a_phase, a_step, a_names = extra
         keep = ~drop
-        counted, flops, kind, call, phase, step, start, op_name, analytic = (
+        counted, pos, flops, kind, call, phase, step, start, op_name, analytic = (
             counted[keep],
+            pos[keep],
             flops[keep],
             kind[keep],
             call[keep],
@@ -143,6 +146,7 @@ def count_flops(
         start = np.concatenate([start, attr.calls.start[a_call]])
         op_name = np.concatenate([op_name, a_names])
         analytic = np.concatenate([analytic, np.ones(a_flops.size, bool)])
+        pos = np.concatenate([pos, np.full(a_flops.size, -1, np.int64)])
         analytic_calls = set(a_call.tolist())
     else:
         analytic_calls = set()
@@ -184,6 +188,7 @@ def count_flops(
         attention_backward=attention_backward,
         has_shapes=ev.shapes_recorded,
         ssm_unknown_calls=len(unknown_mixers),
+        pos=pos,
     )
 
 

@@ -36,6 +36,7 @@ from traceparse.flops.attention import (
 from traceparse.flops.conv import CONVOLUTIONS
 from traceparse.flops.elementwise import ELEMENTWISE
 from traceparse.flops.gemm import GEMMS
+from traceparse.flops.traffic_tensor import BYTES
 
 TENSOR_KINDS: tuple[str, ...] = ("gemm", "attention", "conv", "ssm")
 
@@ -52,8 +53,9 @@ EMBEDDING = "aten::embedding"  # its weight's shape gives the hidden size (aggre
 
 
 def shapes_needed(op_name: str) -> bool:
-    """Whether the pipeline reads this op's shape arguments: the loader keeps only those."""
-    return op_name in FORMULAS or op_name == EMBEDDING
+    """Whether the pipeline reads this op's shape arguments: the loader keeps only those (FLOP
+    formulas, byte formulas: see traffic.py)."""
+    return op_name in FORMULAS or op_name == EMBEDDING or op_name in BYTES
 
 
 __all__ = [

@@ -20,6 +20,7 @@ from traceparse.sections import (
     notes,
     operators,
     phases,
+    roofline_ops,
     steps,
 )
 from traceparse.sections.base import ChartData, Column, SectionSpec, TableSpec
@@ -35,6 +36,8 @@ SECTIONS: tuple[SectionSpec, ...] = (
     module_types.SECTION,
     modules.SECTION,
     operators.SECTION,
+    roofline_ops.SECTION,
+    roofline_ops.SHAPES_SECTION,
     families.SECTION,
     block_stacks.SECTION,
     notes.SECTION,

@@ -19,6 +19,7 @@ from traceparse.rates import flops_known
 from traceparse.report import BlockRow, Report
 from traceparse.sections.base import ChartData, Column, SectionSpec, TableSpec, integer, ms, num, safe_div
 from traceparse.sections.context import Context
+from traceparse.sections.roofline_ops import roofline_of
 
 if TYPE_CHECKING:
     from traceparse.api import Analysis
@@ -49,6 +50,7 @@ def compute(ctx: Context, _done: Mapping[str, Any]) -> list[BlockRow]:
                 mfu=block_mfu if block_mfu is None or block_mfu <= 1.0 else None,
                 flop_coverage=safe_div(float(ctx.call_cov_us[cs].sum()), float(ctx.incl_all[cs].sum())),
                 params=params_by_block.get(b),
+                **roofline_of(ctx, cs, f),
             )
         )
     if not rows and ctx.inferred is not None:
@@ -156,6 +158,10 @@ SECTION = SectionSpec(
                 "coverage %", lambda b, u: num(None if b.flop_coverage is None else 100 * b.flop_coverage, "{:.0f}", u)
             ),
             Column("params", lambda b, u: integer(b.params, u)),
+            Column("TB/s", lambda b, u: num(b.tbps, "{:.2f}", u)),
+            Column("FLOP/B", lambda b, u: num(b.intensity, "{:.1f}", u)),
+            Column("bound", lambda b, u: b.bound or u),
+            Column("roofline %", lambda b, u: num(b.roofline_pct, "{:.1f}", u)),
         ),
     ),
     charts=charts,

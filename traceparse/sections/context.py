@@ -19,7 +19,8 @@ from traceparse.attribute import Attribution
 from traceparse.blocks import Blocks, block_of_calls, find_blocks
 from traceparse.flops.count import FlopTable
 from traceparse.flops.formulas import TENSOR_KINDS
-from traceparse.flops.peaks import peak_tflops
+from traceparse.flops.peaks import peak_tbps, peak_tflops
+from traceparse.flops.roofline import OpTable, count_ops
 from traceparse.generation import generation_summary, is_generation
 from traceparse.inferred_blocks import InferredBlocks, infer_blocks
 from traceparse.kernels import FAMILIES, item_families
@@ -53,6 +54,8 @@ class Context:
     fam: np.ndarray  # per item: its kernel family (index into FAMILIES)
     uncounted: np.ndarray  # per item: tensor-core work no counted op gives FLOPs for
     call_uncounted_us: np.ndarray  # per call: inclusive time of such items
+    peak_tbps: float | None = None  # TB/s: the --peak-tbps override, else the device's
+    peak_override: float | None = None  # --peak-tflops as given (it also sets the per-op roofs)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -74,6 +77,31 @@ class Context:
     def per_step_self(self, phase: int | None) -> np.ndarray:
         """Self time per call (µs per step) of the items of one phase, or of all."""
         return _per_step_self(self.attr, self.in_steps, phase)
+
+    @cached_property
+    def ops(self) -> OpTable:
+        """Every op instance with GPU work in a step: its time, bytes, FLOPs (flops/roofline.py)."""
+        return count_ops(self.attr, self.flops)
+
+    def op_peak(self, dtype: str | None, tensor: bool) -> float | None:
+        """The compute roof of one op: its dtype's dense peak for tensor-core work, the fp32 (vector)
+        peak for the rest; --peak-tflops replaces the tensor roof."""
+        if tensor:
+            return self.peak_override or peak_tflops(self.device, dtype)
+        return peak_tflops(self.device, "fp32") or self.peak_override
+
+    @cached_property
+    def call_bytes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per call, inclusive: (bytes per step of the ops inside it whose bytes are known,
+        µs per step of the kernels of those ops)."""
+        ops, items, n = self.ops, self.attr.items, len(self.attr.calls)
+        known = ~np.isnan(ops.bytes)
+        ok = known & (ops.call >= 0)
+        byts = np.bincount(ops.call[ok], weights=ops.bytes[ok], minlength=n) / self.n_steps
+        it = (ops.item_op >= 0) & (items.call >= 0)
+        it[it] = known[ops.item_op[it]]
+        us = np.bincount(items.call[it], weights=items.dur[it], minlength=n) / self.n_steps
+        return self.attr.calls.inclusive(byts), self.attr.calls.inclusive(us)
 
     @cached_property
     def is_generation(self) -> bool:
@@ -146,7 +174,13 @@ class Context:
         )
 
 
-def make_context(trace: Trace, attr: Attribution, flops: FlopTable, peak_override: float | None) -> Context:
+def make_context(
+    trace: Trace,
+    attr: Attribution,
+    flops: FlopTable,
+    peak_override: float | None,
+    peak_tbps_override: float | None = None,
+) -> Context:
     items, calls = attr.items, attr.calls
     n_steps = attr.n_steps
     in_steps = items.step >= 0
@@ -200,6 +234,8 @@ def make_context(trace: Trace, attr: Attribution, flops: FlopTable, peak_overrid
         fam=fam,
         uncounted=uncounted,
         call_uncounted_us=call_uncounted_us,
+        peak_tbps=peak_tbps_override if peak_tbps_override else peak_tbps(device),
+        peak_override=peak_override or None,
     )
 
 

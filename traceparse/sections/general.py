@@ -35,6 +35,7 @@ def compute(ctx: Context, done: Mapping[str, Any]) -> General:
     # The union, not the sum: with_stack traces can nest Python frames so that roots overlap.
     fwd_profiled = ms(union_us(calls.start[roots], calls.end[roots]) / n_steps) if roots.size else None
     timing = meta.get("timing") or {}
+    rank, world_size = _rank(ctx.trace.distributed_info, meta)
     rates = ctx.rates
     steps = attr.index.steps
     return General(
@@ -77,8 +78,20 @@ def compute(ctx: Context, done: Mapping[str, Any]) -> General:
         gpu_span_ms=rates.gpu_span_ms,
         flops_counted=rates.flops_counted,
         attention_backward=flops.attention_backward,
+        peak_tbps=ctx.peak_tbps if ctx.gpu else None,
+        rank=rank,
+        world_size=world_size,
         **_split_by_kind(ev.kind[items.event_row], items.dur, in_steps, n_steps, ctx.gpu),
     )
+
+
+def _rank(dist: dict[str, Any], meta: dict[str, Any]) -> tuple[int | None, int | None]:
+    """Rank and world size of a distributed job's trace (Kineto's distributedInfo, else capture's)."""
+    for source in (dist, meta):
+        rank = _int_or_none(source.get("rank"))
+        if rank is not None:
+            return rank, _int_or_none(source.get("world_size"))
+    return None, None
 
 
 def _split_by_kind(
@@ -121,6 +134,7 @@ def _rows(r: Report, _lang: str) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [
         ("model", lambda u: f"{g.model} ({g.model_class})" if g.model_class and g.model else g.model or u),
         ("device", lambda u: g.device or u),
+        *([("rank", f"{g.rank} of {g.world_size or '?'}")] if g.rank is not None else []),
         ("steps", str(g.steps)),
         ("hidden_size", lambda u: integer(g.hidden_size, u)),
         ("seq_len", lambda u: integer(g.seq_len, u)),
@@ -173,6 +187,7 @@ def _rows(r: Report, _lang: str) -> list[tuple[str, Any]]:
             ),
         ),
         ("flop_coverage", lambda u: num(cov, "{:.1f} %", u)),
+        ("peak_tbps", lambda u: num(g.peak_tbps, "{:.2f} TB/s", u)),
         ("attention_flops", f"{g.attention_flops}, backward {g.attention_backward:g}× forward"),
         ("unattributed_ms", f"{g.unattributed_ms:.3f} ms"),
         ("attribution", r.attribution),

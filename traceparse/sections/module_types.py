@@ -9,8 +9,9 @@ import numpy as np
 
 from traceparse.attribute import factorize
 from traceparse.report import Report, TypeRow
-from traceparse.sections.base import ChartData, Column, SectionSpec, TableSpec, ms
+from traceparse.sections.base import ChartData, Column, SectionSpec, TableSpec, ms, safe_div
 from traceparse.sections.context import Context
+from traceparse.sections.roofline_ops import call_flops, roofline_of
 
 TOP_N = 20  # bars in the chart
 
@@ -32,9 +33,14 @@ def compute(ctx: Context, _done: Mapping[str, Any]) -> list[TypeRow]:
     outer = ~same_type_parent[at]
     tot = np.bincount(code[outer], weights=ctx.incl_all[at][outer], minlength=n)
     rows = []
+    outer_calls = at[outer]
     for k, t in enumerate(types):
         count = int(counts[k]) / n_steps
         total = ms(float(tot[k]))
+        cs = outer_calls[code[outer] == k].tolist()
+        f = call_flops(ctx, cs)
+        rate = safe_div(f, total * 1e9) if f is not None else None
+        r = roofline_of(ctx, cs, f)
         rows.append(
             TypeRow(
                 str(t),
@@ -43,6 +49,13 @@ def compute(ctx: Context, _done: Mapping[str, Any]) -> list[TypeRow]:
                 total / count if count else 0.0,
                 ms(float(slf[k])),
                 100.0 * float(slf[k]) / kernel_us if kernel_us else 0.0,
+                flops=f,
+                bytes=r.get("bytes"),
+                tflops=rate,
+                tbps=r.get("tbps"),
+                intensity=r.get("intensity"),
+                bound=r.get("bound"),
+                roofline_pct=r.get("roofline_pct"),
             )
         )
     rows.sort(key=lambda r: (-r.self_ms, -r.total_ms))

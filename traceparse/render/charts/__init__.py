@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from traceparse.atomic import write_bytes_atomic
 from traceparse.errors import TraceparseError
-from traceparse.render.charts import blocks, families, module_types, modules, operators, phases
+from traceparse.render.charts import blocks, families, module_types, modules, operators, phases, roofline
 from traceparse.render.charts.axes import require_matplotlib
 from traceparse.render.charts.style import FAMILY_COLORS, KIND_COLORS, OUTSIDE, PHASE_COLORS, kind_color
 from traceparse.report import Report
@@ -40,6 +40,7 @@ _DRAW: dict[str, Callable[[ChartData], Figure]] = {
     "slowest_modules": modules.draw_slowest_modules,
     "top_operators": operators.draw_top_operators,
     "kernel_families": families.draw_kernel_families,
+    "roofline": roofline.draw_roofline,
 }
 
 
