@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import HEADLESS_CHROMIUM
+
 POLYFILL = Path(__file__).resolve().parent / "vendor" / "webcomponentsjs-0.7.24" / "webcomponents.min.js"
 
 
@@ -137,14 +139,7 @@ def _browser(page: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="catapult-profile-") as profile:
         cmd = [
             browser,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *HEADLESS_CHROMIUM,
             # The polyfill loads trace_viewer_full.html with XHR, which file:// pages may not do by default.
             "--allow-file-access-from-files",
             # Virtual time runs the page until it is idle (imports loaded, the import done) and no longer.

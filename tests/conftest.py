@@ -26,6 +26,19 @@ USER_TRAIN = H200 / "user-train.pt.trace.json.gz"
 USER_STACK = H200 / "user-forward-stack.pt.trace.json.gz"
 
 
+# Headless Chromium with everything that phones home turned off (tests/test_html.py, tests/catapult.py).
+HEADLESS_CHROMIUM = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
 @cache
 def analysis(path: Path, attention: str = "causal") -> Analysis:
     """Run the pipeline once per (fixture, convention) for the whole session."""

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.conftest import NEMOTRON_8L_GENERATE, NEMOTRON_9B, USER_STACK, USER_TRAIN, analysis
+from tests.conftest import HEADLESS_CHROMIUM, NEMOTRON_8L_GENERATE, NEMOTRON_9B, USER_STACK, USER_TRAIN, analysis
 from traceparse.cli import app
 from traceparse.render.charts import KIND_COLORS, chart_data
 from traceparse.render.html import render_html
@@ -181,14 +181,7 @@ def screenshot(page: Path, png: Path, profile: Path, size: str = "1400,3000") ->
     assert browser is not None
     cmd = [
         browser,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *HEADLESS_CHROMIUM,
         f"--user-data-dir={profile}",
         f"--screenshot={png}",
         f"--window-size={size}",

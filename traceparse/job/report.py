@@ -10,7 +10,7 @@ excess is — the others wait for it in their collectives (their exposed communi
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from traceparse.job.summary import RankSummary
@@ -84,21 +84,7 @@ class JobReport:
 
 def build_job_report(summaries: list[RankSummary], world_size: int | None, notes: list[str]) -> JobReport:
     ranks = sorted(summaries, key=lambda s: s.rank)
-    rank_rows = tuple(
-        RankRow(
-            s.rank,
-            s.step_ms,
-            s.kernel_ms,
-            s.busy_ms,
-            s.idle_pct,
-            s.compute_ms,
-            s.comm_ms,
-            s.exposed_comm_ms,
-            s.effective_tflops,
-            s.path,
-        )
-        for s in ranks
-    )
+    rank_rows = tuple(RankRow(**{f.name: getattr(s, f.name) for f in fields(RankRow)}) for s in ranks)
     blocks = _blocks(ranks)
     if world_size is not None and len(ranks) < world_size:
         notes = [*notes, f"{len(ranks)} of {world_size} ranks' traces were given: the others are not in the tables."]
