@@ -287,7 +287,7 @@ def test_annotate_cli(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert out.exists() and "original events kept" in result.output
     result = runner.invoke(app, ["annotate", str(USER_TRAIN), "-o", str(tmp_path / "b.json.gz")])
-    assert result.exit_code == 2 and "no module calls" in result.output
+    assert result.exit_code == 3 and "no module calls" in result.output  # an input problem
     assert not (tmp_path / "b.json.gz").exists()
     result = runner.invoke(app, ["annotate", str(out), "-o", str(out)])
     assert result.exit_code == 2 and "overwrite the input" in result.output

@@ -23,6 +23,8 @@ def build_report(
     flops: FlopTable,
     peak_override: float | None = None,
     peak_tbps: float | None = None,
+    top: int = 20,
 ) -> Report:
-    ctx = make_context(trace, attr, flops, peak_override, peak_tbps)
+    """`top`: rows of the slowest-modules and top-kernels tables."""
+    ctx = make_context(trace, attr, flops, peak_override, peak_tbps, top)
     return Report(source=trace.path, attribution=attr.mode, step_wall_ms=ctx.walls, **compute_sections(ctx))

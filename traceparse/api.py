@@ -50,10 +50,16 @@ def run_pipeline(
     render_format: str | None = None,
     attention_backward: float = 2.5,
     peak_tbps: float | None = None,
+    top: int = 20,
+    steps: str | None = None,
+    source: str | None = None,
 ) -> Analysis:
     """`progress(stage, fraction or None)` hears of each stage (traceparse.progress.Progress shows
     it); `render_format`: the format the caller will render, whose libraries are then imported
-    while the loader's workers decode; `peak_tflops`/`peak_tbps` replace the device table's roofs."""
+    while the loader's workers decode; `peak_tflops`/`peak_tbps` replace the device table's roofs;
+    `top`: rows of the slowest-modules and top-kernels tables; `steps`: a slice of the profiler
+    steps to average over ("2:" skips two warm-up steps); `source`: the report's source instead
+    of the path (stdin)."""
     say: Callable[[str, float | None], None] = progress or (lambda _stage, _fraction: None)
     trace = load_trace(
         path,
@@ -68,12 +74,21 @@ def run_pipeline(
 
     say("indexing", None)
     index = build_index(trace.events)
+    if steps is not None:
+        from traceparse.sections.steps import select_steps
+
+        index = select_steps(index, steps)
     say("attributing", None)
     attr = attribute(index)
     say("counting FLOPs", None)
     flops = count_flops(attr, trace.metadata, attention, attention_backward)
     say("aggregating", None)
-    return Analysis(trace, attr, flops, build_report(trace, attr, flops, peak_tflops, peak_tbps))
+    report = build_report(trace, attr, flops, peak_tflops, peak_tbps, top=top)
+    if source is not None:
+        import dataclasses
+
+        report = dataclasses.replace(report, source=source)
+    return Analysis(trace, attr, flops, report)
 
 
 def analyze_path(

@@ -9,7 +9,8 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -26,8 +27,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from traceparse import __version__
+
+        typer.echo(f"traceparse {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit"),
+    ] = None,
+) -> None:
     """traceparse: capture a trace on a GPU box, analyze it anywhere."""
 
 
@@ -100,6 +114,12 @@ def _progress(quiet: bool) -> Callable[[str], None]:
     return lambda msg: typer.echo(f"[{time.perf_counter() - start:7.1f}s] {msg}", err=True)
 
 
+def _presets() -> str:
+    from traceparse.capture.presets import PRESETS  # plain dicts: no torch
+
+    return ", ".join(sorted(PRESETS))
+
+
 class Mode(StrEnum):
     forward = "forward"
     train = "train"
@@ -109,7 +129,7 @@ class Mode(StrEnum):
 @app.command()
 def capture(
     model: Annotated[str | None, typer.Argument(help="Hub id or local checkpoint dir")] = None,
-    preset: Annotated[str | None, typer.Option(help="built-in model shape with random weights")] = None,
+    preset: Annotated[str | None, typer.Option(help=f"built-in model shape with random weights: {_presets()}")] = None,
     config: Annotated[Path | None, typer.Option(help="a transformers config.json (random weights)")] = None,
     random_weights: Annotated[bool, typer.Option(help="with a Hub id: config only, random weights")] = False,
     seq_len: Annotated[int, typer.Option(help="tokens per sequence")] = 215,
@@ -130,7 +150,7 @@ def capture(
     report: Annotated[bool, typer.Option(help="print the analyze report of the capture")] = True,
     charts: Annotated[Path | None, typer.Option(help="then write the capture's PNG charts here")] = None,
     html: Annotated[Path | None, typer.Option(help="then write the capture's HTML report here")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
     debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
 ) -> None:
     """Profile a Hugging Face model on this machine into a Kineto trace (.pt.trace.json.gz)."""
@@ -186,6 +206,21 @@ class Fmt(StrEnum):
     markdown = "markdown"
     json = "json"
     csv = "csv"
+    html = "html"
+
+
+# -o's extension picks the format when --format is not given.
+_BY_SUFFIX = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".csv": "csv", ".html": "html"}
+_BY_SUFFIX[".htm"] = "html"
+
+
+def _infer_format(fmt: Fmt | None, output: Path | None) -> str:
+    """An explicit --format wins; else -o's extension (report.json, .md, .csv, .html); else table."""
+    if fmt is not None:
+        return fmt.value
+    if output is not None:
+        return _BY_SUFFIX.get(output.suffix.lower(), "table")
+    return "table"
 
 
 class Lang(StrEnum):
@@ -218,8 +253,16 @@ def analyze(
         list[Path],
         typer.Argument(help="trace .json[.gz], a folder or a glob; several ranks' traces give the job report"),
     ],
-    fmt: Annotated[Fmt, typer.Option("--format", "-f", help="output format")] = Fmt.table,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="write here (atomically)")] = None,
+    fmt: Annotated[
+        Fmt | None, typer.Option("--format", "-f", help="output format (default: from -o's extension, else table)")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write here (atomically); .json/.md/.csv/.html pick -f")
+    ] = None,
+    top: Annotated[int, typer.Option(help="rows of the slowest-modules and top-kernels tables")] = 20,
+    steps: Annotated[
+        str | None, typer.Option(help="profiler steps to average over, a Python slice: 2: skips two warm-up steps")
+    ] = None,
     lang: Annotated[Lang, typer.Option(help="headings language (ru: the seed report's)")] = Lang.en,
     attention_flops: Annotated[
         AttnConvention, typer.Option(help="causal: unmasked half only; full: all pairs (PaLM/FCM)")
@@ -234,7 +277,7 @@ def analyze(
     ] = None,
     charts: Annotated[Path | None, typer.Option(help="also write PNG charts into this directory")] = None,
     html: Annotated[Path | None, typer.Option(help="also write a self-contained HTML report here")] = None,
-    hta: Annotated[bool, typer.Option("--hta", help="add HTA's breakdowns (pip install traceparse[hta])")] = False,
+    hta: Annotated[bool, typer.Option("--hta", help="add HTA's breakdowns (pip install 'traceparse\\[hta]')")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
     cycle: Annotated[int | None, typer.Option(help="job: the profiling cycle per rank (default: the latest)")] = None,
     workers: Annotated[int | None, typer.Option(help="job: local processes analyzing ranks (default: cores)")] = None,
@@ -244,17 +287,24 @@ def analyze(
     debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
 ) -> None:
     """Explain where a trace's GPU time goes: blocks, module types, modules, kernel families, FLOPs.
-    Several rank traces of one job (files, a folder, a glob) give the job report instead."""
+    Several rank traces of one job (files, a folder, a glob) give the job report instead; `-` reads
+    one trace from stdin."""
     _DEBUG["on"] = debug
     _no_blas_threads()
+    form = _infer_format(fmt, output)
 
     def go() -> str:
+        if [str(p) for p in traces] == ["-"]:
+            with _stdin_trace() as trace:
+                return analyze_one(trace, "<stdin>")
         from traceparse.job.inputs import trace_files
 
         paths = trace_files(traces) if len(traces) > 1 or not traces[0].is_file() else traces
         if len(paths) > 1:
-            return _job(paths, fmt.value, output, cycle, workers, scheduler, attention_flops.value)
-        trace = traces[0] if traces[0].is_file() else paths[0]
+            return _job(paths, form, output, cycle, workers, scheduler, attention_flops.value)
+        return analyze_one(traces[0] if traces[0].is_file() else paths[0], None)
+
+    def analyze_one(trace: Path, source: str | None) -> str:
         from traceparse.api import run_pipeline
         from traceparse.progress import Progress
 
@@ -262,25 +312,35 @@ def analyze(
             raise TraceparseError("--peak-tflops must be positive")
         if peak_tbps is not None and peak_tbps <= 0:
             raise TraceparseError("--peak-tbps must be positive")
+        if top < 1:
+            raise TraceparseError("--top must be 1 or more")
         with Progress(enabled=not quiet) as progress:
             analysis = run_pipeline(
                 trace,
                 attention_flops.value,
                 peak_tflops,
                 progress,
-                fmt.value,
+                form if form != "html" else None,
                 float(attention_backward.value),
                 peak_tbps=peak_tbps,
+                top=top,
+                steps=steps,
+                source=source,
             )
             report = analysis.report
             from traceparse.render import render  # imported by now (run_pipeline): kept off the start-up path
 
-            text = render(report, fmt.value, lang.value)
+            if form == "html":
+                from traceparse.render.html import render_html
+
+                text = render_html(report, analysis, lang=lang.value)
+            else:
+                text = render(report, form, lang.value)
             if hta:
                 from traceparse import hta as traceparse_hta
 
                 progress("HTA", None)
-                text = traceparse_hta.attach(text, fmt.value, traceparse_hta.analyze(trace))
+                text = traceparse_hta.attach(text, form, traceparse_hta.analyze(trace))
         _write_pictures(analysis, charts, html, lang.value, quiet)
         if output is not None:
             from traceparse.atomic import write_text_atomic
@@ -293,6 +353,23 @@ def analyze(
         typer.echo(text, nl=False)
     elif not quiet:
         typer.echo(f"wrote {output}", err=True)
+
+
+@contextmanager
+def _stdin_trace() -> Iterator[Path]:
+    """`analyze -`: stdin into a temporary file (gzip or plain JSON, by its first bytes)."""
+    import tempfile
+
+    data = sys.stdin.buffer.read()
+    if not data:
+        raise TraceparseError(
+            "-: empty stdin (pipe a trace in: cat trace.json.gz | traceparse analyze -)", ExitCode.UNREADABLE
+        )
+    suffix = ".json.gz" if data[:2] == b"\x1f\x8b" else ".json"
+    with tempfile.TemporaryDirectory(prefix="traceparse-stdin-") as tmp:
+        path = Path(tmp) / f"stdin{suffix}"
+        path.write_bytes(data)
+        yield path
 
 
 def _print_report_or_warn(path: Path) -> None:
@@ -317,7 +394,7 @@ def _job(
     from traceparse.job import analyze_job
     from traceparse.job.render import render_job
 
-    if fmt not in ("table", "markdown", "json"):
+    if fmt not in ("table", "markdown", "json"):  # the job report has no CSV or HTML form
         raise TraceparseError(f"--format {fmt}: the job report is table, markdown or json")
     text = render_job(analyze_job(paths, cycle=cycle, workers=workers, scheduler=scheduler, attention=attention), fmt)
     if output is not None:

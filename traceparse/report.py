@@ -7,7 +7,9 @@ Adding fields is compatible; renaming or removing one bumps the schema version.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas is imported by the DataFrame views only: it costs ~0.3 s at startup
@@ -166,6 +168,9 @@ class Report:
     # roofline_pct (sections/roofline_ops.py); operator_shapes: the same per distinct shape, plus `shapes`
     operators: list[dict[str, Any]] = field(default_factory=list)
     operator_shapes: list[dict[str, Any]] = field(default_factory=list)
+    # kernel, family, count (per step), total_ms (per step), mean/min/max_ms (one launch), share_pct
+    # (sections/kernels.py): the --top N kernels by name
+    top_kernels: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema": SCHEMA, "source": self.source}
@@ -185,37 +190,70 @@ class Report:
         out["block_stacks"] = list(self.block_stacks)
         out["operators"] = list(self.operators)
         out["operator_shapes"] = list(self.operator_shapes)
+        out["top_kernels"] = list(self.top_kernels)
         return out
+
+    # The rendered forms, for the Python API (the CLI's -f markdown, --html, --charts).
+    def to_markdown(self, lang: str = "en") -> str:
+        from traceparse.render import render
+
+        return render(self, "markdown", lang)
+
+    def to_html(self, lang: str = "en", charts: bool = True) -> str:
+        """One self-contained HTML page (charts inline when matplotlib is installed)."""
+        from traceparse.render.html import render_html
+
+        return render_html(self, lang=lang, charts=charts)
+
+    def charts(self, directory: str | os.PathLike[str]) -> list[Path]:
+        """Write the report's PNG charts into `directory`; returns their paths."""
+        from traceparse.render.charts import write_charts
+
+        return write_charts(self, Path(directory))
 
     # DataFrame views for the Python API.
     @property
     def blocks_df(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame([asdict(b) for b in self.blocks])
+        return _frame([asdict(b) for b in self.blocks])
 
     @property
     def module_types_df(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame([asdict(t) for t in self.module_types])
+        return _frame([asdict(t) for t in self.module_types])
 
     @property
     def slowest_modules_df(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame([asdict(m) for m in self.slowest_modules])
+        return _frame([asdict(m) for m in self.slowest_modules])
 
     @property
     def kernel_families_df(self) -> pd.DataFrame:
-        import pandas as pd
-
-        return pd.DataFrame(
-            [{k: v for k, v in asdict(f).items() if k != "by_block_kind"} for f in self.kernel_families]
-        )
+        return _frame([{k: v for k, v in asdict(f).items() if k != "by_block_kind"} for f in self.kernel_families])
 
     @property
     def phases_df(self) -> pd.DataFrame:
-        import pandas as pd
+        return _frame([{k: v for k, v in asdict(p).items() if k != "blocks"} for p in self.phases])
 
-        return pd.DataFrame([{k: v for k, v in asdict(p).items() if k != "blocks"} for p in self.phases])
+    @property
+    def steps_df(self) -> pd.DataFrame:
+        return _frame([asdict(s) for s in self.steps])
+
+    @property
+    def top_kernels_df(self) -> pd.DataFrame:
+        return _frame(list(self.top_kernels))
+
+
+# Count-like columns: integers (nullable Int64) when every value is whole (per-step averages of
+# counts usually are; a fractional one keeps the column float).
+_COUNT_COLUMNS = ("count", "calls", "items", "index", "params", "number", "block")
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    for c in _COUNT_COLUMNS:
+        if c in df.columns:
+            v = pd.to_numeric(df[c], errors="coerce")
+            known = v.dropna()
+            if len(known) == len(df[c].dropna()) and (known == known.round()).all():
+                df[c] = v.astype("Int64")
+    return df

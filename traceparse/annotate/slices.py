@@ -17,7 +17,7 @@ import msgspec
 import numpy as np
 
 from traceparse.blocks import find_blocks
-from traceparse.errors import UsageError
+from traceparse.errors import NotATraceError
 from traceparse.flops.count import KINDS
 from traceparse.flops.formulas import TENSOR_KINDS
 from traceparse.load import KERNEL, MEMCPY, MEMSET
@@ -85,9 +85,9 @@ def build_slices(analysis: Analysis) -> tuple[dict[int, tuple[int, int]], list[S
     attr = analysis.attribution
     calls, items, ev = attr.calls, attr.items, attr.index.events
     if attr.mode == "cpu" or len(attr.index.gpu) == 0:
-        raise UsageError("the trace has no GPU kernels: annotate adds GPU tracks, there is nothing to place")
+        raise NotATraceError("the trace has no GPU kernels: annotate adds GPU tracks, there is nothing to place")
     if len(calls) == 0:
-        raise UsageError(
+        raise NotATraceError(  # an input problem (exit 3), not a usage one
             "the trace has no module calls (no traceparse scopes, no with_stack events): nothing to annotate; "
             "capture with `traceparse capture` (or with_stack=True)"
         )

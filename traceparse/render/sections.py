@@ -24,9 +24,23 @@ class Section:
     csv_headers: tuple[str, ...] = ()  # where a header is blank, the column's CSV name
 
 
+def _cpu_words(text: str) -> str:
+    """A CPU-only trace times CPU operators: its labels say CPU where they say GPU."""
+    return text.replace("GPU", "CPU").replace("gpu", "cpu")
+
+
+def label(lang: str, key: str, cpu: bool, **fmt: object) -> str:
+    """A heading or row label; in a CPU-only trace its "@cpu" wording, else GPU said as CPU."""
+    if cpu:
+        special = t(lang, f"{key}@cpu", **fmt)
+        return special if special != f"{key}@cpu" else _cpu_words(t(lang, key, **fmt))
+    return t(lang, key, **fmt)
+
+
 def sections(r: Report, lang: str = "en") -> list[Section]:
     """The tables this report shows, in display order (the notes, a list, last)."""
     unknown = t(lang, "unknown")
+    cpu = r.attribution == "cpu"
     out = []
     for spec in SECTIONS:
         table = spec.table
@@ -34,13 +48,15 @@ def sections(r: Report, lang: str = "en") -> list[Section]:
             continue
         columns = (*table.columns, *table.extra_columns(r))
         headers = [col(lang, c.header) for c in columns]
+        if cpu:
+            headers = [_cpu_words(h) for h in headers]
         rows = [[c.cell(row, unknown) for c in columns] for row in table.rows(r, lang)]
         if table.label_keys:
-            rows = [[t(lang, row[0]), *row[1:]] for row in rows]
+            rows = [[label(lang, row[0], cpu), *row[1:]] for row in rows]
         out.append(
             Section(
                 key=spec.key,
-                title=t(lang, table.title, **table.title_args(r)),
+                title=label(lang, table.title, cpu, **table.title_args(r)),
                 headers=headers,
                 rows=rows,
                 layout=table.layout,

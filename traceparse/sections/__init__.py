@@ -15,6 +15,7 @@ from traceparse.sections import (
     families,
     general,
     generation,
+    kernels,
     module_types,
     modules,
     notes,
@@ -39,6 +40,7 @@ SECTIONS: tuple[SectionSpec, ...] = (
     roofline_ops.SECTION,
     roofline_ops.SHAPES_SECTION,
     families.SECTION,
+    kernels.SECTION,
     block_stacks.SECTION,
     notes.SECTION,
 )

@@ -87,6 +87,11 @@ def integer(v: int | None, unknown: str) -> str:
     return unknown if v is None else f"{v:,}".replace(",", " ")
 
 
+def count(v: float) -> str:
+    """A count per step: whole ones with thin-space thousands (as `integer`), fractional ones as is."""
+    return integer(int(v), "") if float(v).is_integer() else f"{v:g}"
+
+
 def kv_value(row: tuple[str, Any], unknown: str) -> Any:
     """The value of a (label, value) row, where a value that may be unknown is a function of the
     report language's word for it."""

@@ -56,6 +56,7 @@ class Context:
     call_uncounted_us: np.ndarray  # per call: inclusive time of such items
     peak_tbps: float | None = None  # TB/s: the --peak-tbps override, else the device's
     peak_override: float | None = None  # --peak-tflops as given (it also sets the per-op roofs)
+    top: int = 20  # --top: rows of the slowest-modules and top-kernels tables
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -180,6 +181,7 @@ def make_context(
     flops: FlopTable,
     peak_override: float | None,
     peak_tbps_override: float | None = None,
+    top: int = 20,
 ) -> Context:
     items, calls = attr.items, attr.calls
     n_steps = attr.n_steps
@@ -236,6 +238,7 @@ def make_context(
         call_uncounted_us=call_uncounted_us,
         peak_tbps=peak_tbps_override if peak_tbps_override else peak_tbps(device),
         peak_override=peak_override or None,
+        top=top,
     )
 
 

@@ -139,16 +139,20 @@ def _rows(r: Report, _lang: str) -> list[tuple[str, Any]]:
         ("hidden_size", lambda u: integer(g.hidden_size, u)),
         ("seq_len", lambda u: integer(g.seq_len, u)),
         ("batch_size", lambda u: integer(g.batch_size, u)),
-        ("num_blocks", str(g.num_blocks)),
+        ("num_blocks", lambda u: integer(g.num_blocks or None, u)),  # 0: none found, unknown
         ("params", lambda u: integer(g.params, u)),
         ("params_linear", lambda u: integer(g.params_linear, u)),
         ("kernel_ms", f"{g.kernel_ms:.3f} ms"),
     ]
     if g.kernels_only_ms is not None and g.memcpy_ms is not None and g.memset_ms is not None:
         rows.append(("kernel_split", f"{g.kernels_only_ms:.3f} / {g.memcpy_ms:.3f} / {g.memset_ms:.3f} ms"))
+    cpu = r.attribution == "cpu"  # no GPU: its busy time, span and idle share are not shown
+    if not cpu:
+        rows += [
+            ("gpu_busy_ms", lambda u: num(g.gpu_busy_ms, "{:.3f} ms", u)),
+            ("gpu_span_ms", lambda u: num(g.gpu_span_ms, "{:.3f} ms", u)),
+        ]
     rows += [
-        ("gpu_busy_ms", lambda u: num(g.gpu_busy_ms, "{:.3f} ms", u)),
-        ("gpu_span_ms", lambda u: num(g.gpu_span_ms, "{:.3f} ms", u)),
         (
             "wall_ms",
             lambda u: (
@@ -160,7 +164,7 @@ def _rows(r: Report, _lang: str) -> list[tuple[str, Any]]:
         ("forward_ms_uninstrumented", lambda u: num(g.forward_ms_uninstrumented, "{:.3f} ms", u)),
         ("forward_ms_scopes", lambda u: num(g.forward_ms_scopes, "{:.3f} ms", u)),
         ("step_ms_uninstrumented", lambda u: num(g.step_ms_uninstrumented, "{:.3f} ms", u)),
-        ("gpu_idle_pct", lambda u: num(g.gpu_idle_pct, "{:.1f} %", u)),
+        *([] if cpu else [("gpu_idle_pct", lambda u: num(g.gpu_idle_pct, "{:.1f} %", u))]),
         ("flops", lambda u: num(gf, "{:.2f} GFLOPs", u)),
     ]
     if g.flops is None and g.flops_counted is not None:
@@ -169,8 +173,9 @@ def _rows(r: Report, _lang: str) -> list[tuple[str, Any]]:
     ge = None if g.flops_elementwise is None else g.flops_elementwise / 1e9
     mfu = None if g.mfu is None else 100 * g.mfu
     cov = None if g.flop_coverage is None else 100 * g.flop_coverage
+    if ga:  # only models with analytic (SSM scan) FLOPs
+        rows.append(("flops_analytic", lambda u: num(ga, "{:.2f} GFLOPs", u)))
     rows += [
-        ("flops_analytic", lambda u: num(ga, "{:.2f} GFLOPs", u)),
         ("flops_elementwise", lambda u: num(ge, "{:.2f} GFLOPs", u)),
         (
             "effective_tflops",

@@ -31,11 +31,16 @@ def compute(ctx: Context, _done: Mapping[str, Any]) -> dict[str, Any] | None:
     return ctx.generation[0]
 
 
-def _rows(report: Report, _lang: str) -> list[tuple[str, Any]]:
+def _rows(report: Report, lang: str) -> list[tuple[str, Any]]:
     gen = report.generation or {}
     rows: list[tuple[str, Any]] = [(k, lambda u, k=k, fmt=fmt: num(gen.get(k), fmt, u)) for k, fmt in _FIELDS]
-    rows += [(f"block {b['index']} decode ms/token", f"{b['ms_per_token']:.4f}") for b in gen["decode_block_ms"]]
+    block = _BLOCK_ROW.get(lang, _BLOCK_ROW["en"])
+    rows += [(block.format(i=b["index"]), f"{b['ms_per_token']:.4f}") for b in gen["decode_block_ms"]]
     return rows
+
+
+# Row labels are i18n keys (label_keys); the per-block rows are worded here, per language.
+_BLOCK_ROW = {"en": "Block {i}: decode ms per token", "ru": "Блок {i}: декодирование, мс на токен"}
 
 
 SECTION = SectionSpec(
@@ -48,5 +53,6 @@ SECTION = SectionSpec(
         layout="kv",
         # Blank headers; in CSV both columns are named "value" (as the CSV has always had it).
         columns=(Column("", lambda row, _u: row[0]), Column("", kv_value)),
+        label_keys=True,
     ),
 )

@@ -12,7 +12,7 @@ from traceparse.report import ModuleRow, Report
 from traceparse.sections.base import ChartData, Column, SectionSpec, TableSpec, ms
 from traceparse.sections.context import Context
 
-SLOWEST = 20
+SLOWEST = 20  # rows by default (--top)
 
 
 def compute(ctx: Context, _done: Mapping[str, Any]) -> list[ModuleRow]:
@@ -26,9 +26,14 @@ def compute(ctx: Context, _done: Mapping[str, Any]) -> list[ModuleRow]:
     last = np.full(n, -1, np.int64)  # a module's block: that of its last call
     np.maximum.at(last, code, np.arange(at.size))
     blk = ctx.block_of_call[at][last].tolist()
+    # The root scope "model" (XForCausalLM) and HF's inner "model" (XModel) share a name: a name
+    # that several classes carry is shown with its class, "model (XForCausalLM)".
+    classes: dict[str, set[str]] = {}
+    for q, t in keys:
+        classes.setdefault(str(q), set()).add(str(t))
     rows = [
         ModuleRow(
-            str(q),
+            f"{q} ({t})" if len(classes[str(q)]) > 1 else str(q),
             str(t),
             ms(float(slf[k])),
             ms(float(inc[k])),
@@ -38,7 +43,7 @@ def compute(ctx: Context, _done: Mapping[str, Any]) -> list[ModuleRow]:
         for k, (q, t) in enumerate(keys)
     ]
     rows.sort(key=lambda r: (-r.self_ms, -r.inclusive_ms))
-    return rows[:SLOWEST]
+    return rows[: ctx.top]
 
 
 def charts(report: Report, _analysis: object) -> list[ChartData]:

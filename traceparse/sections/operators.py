@@ -1,4 +1,5 @@
-"""Top operators: the operator-level fallback when a trace has no module scopes (or no GPU)."""
+"""Top operators: the operator-level fallback when a trace has no module scopes (or no GPU: the
+aten ops of a CPU capture, under its module scopes)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def compute(ctx: Context, _done: Mapping[str, Any]) -> list[dict[str, Any]]:
     forest, ev = attr.index.forest, attr.index.events
     items = attr.items
     is_op = ev.kind[forest.rows] == CPU_OP
+    # Module scopes are CPU ops too (record_function): without this, a CPU capture's every op
+    # would roll up into the root scope. Operators are the aten ops under the scopes.
+    scope = np.zeros(is_op.shape, bool)
+    scope[attr.calls.pos] = True
+    is_op &= ~scope
     start = items.op.copy()
     has_anchor = items.anchor >= 0
     bwd_op = np.full(len(items), -1, np.int64)
@@ -32,6 +38,9 @@ def compute(ctx: Context, _done: Mapping[str, Any]) -> list[dict[str, Any]]:
     is_bwd = bwd_op >= 0
     start[is_bwd] = bwd_op[is_bwd]
     top = _outermost_op(forest.parent, is_op, start)
+    at_scope = top >= 0
+    at_scope[at_scope] = scope[top[at_scope]]
+    top[at_scope] = -1  # a scope's own (Python) time is no operator's
     agg: dict[str, list[float]] = {}
     for i in np.flatnonzero(ctx.in_steps & (top >= 0)):
         name = ev.names[int(ev.name[forest.rows[top[i]]])] + (" (backward)" if is_bwd[i] else "")
