@@ -485,10 +485,10 @@ def test_analyze_keeps_openblas_to_one_thread_unless_the_user_chose(monkeypatch)
 
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.delitem(sys.modules, "numpy")  # as in a fresh `traceparse analyze` process
-    cli._no_blas_threads()
+    cli.no_blas_threads()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "6")
-    cli._no_blas_threads()
+    cli.no_blas_threads()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "6"
     done = subprocess.run(  # the command itself: numpy is first imported after the setting
         [
