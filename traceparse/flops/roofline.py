@@ -56,6 +56,7 @@ class OpTable:
 
     pos: np.ndarray  # forest position of the op
     name: np.ndarray  # object: the op's name
+    name_id: np.ndarray  # int64: the op's name as an id into the events' names (for grouping)
     shape: np.ndarray  # its shape-arguments id (-1: none recorded)
     call: np.ndarray  # innermost module call around it (-1)
     gpu_us: np.ndarray  # its kernels' time
@@ -114,6 +115,7 @@ def count_ops(attr: Attribution, flops: FlopTable) -> OpTable:
     return OpTable(
         pos=pos,
         name=op_name,
+        name_id=name_of_pos[pos].astype(np.int64) if pos.size else np.empty(0, np.int64),
         shape=shape,
         call=attr.call_of_pos(pos) if pos.size else np.empty(0, np.int64),
         gpu_us=gpu_us,

@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from traceparse.attribute import factorize
 from traceparse.flops.roofline import roofline
 from traceparse.rates import flops_known
 from traceparse.report import Report
@@ -58,7 +57,14 @@ def _groups(ctx: Context, by_shape: bool) -> list[dict[str, Any]]:
         return []
     ops, items, ev = ctx.ops, ctx.attr.items, ctx.attr.index.events
     shape = ops.shape if by_shape else np.full(len(ops.name), -1)
-    code, keys = factorize(list(zip(ops.name.tolist(), shape.tolist(), strict=True)))
+    # group codes in order of first appearance, from integer keys (no Python tuple per op)
+    group_key = ops.name_id * (int(shape.max()) + 2) + (shape + 1)
+    _, first_at, code = np.unique(group_key, return_index=True, return_inverse=True)
+    order = np.argsort(first_at, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    code = rank[code.reshape(-1)]
+    keys = [(str(ops.name[i]), int(shape[i])) for i in first_at[order].tolist()]
     g = len(keys)
     count = np.bincount(code, minlength=g)
     us_sum = np.bincount(code, weights=ops.gpu_us, minlength=g)
