@@ -134,7 +134,7 @@ def _rows(r: Report, _lang: str) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [
         ("model", lambda u: f"{g.model} ({g.model_class})" if g.model_class and g.model else g.model or u),
         ("device", lambda u: g.device or u),
-        *([("rank", f"{g.rank} of {g.world_size or '?'}")] if g.rank is not None else []),
+        *([("rank", f"{g.rank} of {g.world_size or '?'}")] if g.rank is not None and g.world_size != 1 else []),
         ("steps", str(g.steps)),
         ("hidden_size", lambda u: integer(g.hidden_size, u)),
         ("seq_len", lambda u: integer(g.seq_len, u)),
