@@ -557,16 +557,21 @@ def test_forest_depths_and_parents_follow_the_sweep_with_ties_and_empty_interval
         assert got[i] == j
 
 
+@pytest.mark.parametrize("plain", [False, True], ids=["gzip", "plain file"])
 @pytest.mark.parametrize("name", ["hta-nccl_data.json.gz", "tl-b200-eager_trace.json.gz"])
-def test_collective_arguments_are_read_alike_by_both_readers(name: str) -> None:
-    """NCCL kernels carry their collective's name, sizes, group and dtype (torch ≥ 2.1)."""
+def test_collective_arguments_are_read_alike_by_both_readers(name: str, plain: bool, tmp_path: Path) -> None:
+    """NCCL kernels carry their collective's name, sizes, group and dtype (torch ≥ 2.1); both
+    the gzip stream and the plain file's ranges (small blocks: most hold no collective) find them."""
     path = H200.parent / "foreign" / name
-    fast = stream.load_columns(path)
+    if plain:
+        path = tmp_path / name.removesuffix(".gz")
+        path.write_bytes(gzip.decompress((H200.parent / "foreign" / name).read_bytes()))
+    fast = stream.load_columns(path, block=64 << 10, n_workers=2)
     assert fast is not None
     _, full, _ = _full(path)
     assert_same_events(fast.events, full)
     assert full.comm is not None and full.comms
-    doc = json.loads(gzip.decompress(path.read_bytes()))
+    doc = json.loads(gzip.decompress((H200.parent / "foreign" / name).read_bytes()))
     expected = {
         (e["args"]["Collective name"], e["args"].get("In msg nelems"), e["args"].get("Group size"))
         for e in doc["traceEvents"]

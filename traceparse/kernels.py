@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import numpy as np
 
@@ -107,6 +108,7 @@ _RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+@lru_cache(maxsize=65536)  # a report classifies the same names several times (context, blocks, generation)
 def family_of(name: str) -> str:
     for family, pattern in _RULES:
         if pattern.search(name):

@@ -96,7 +96,8 @@ def count_ops(attr: Attribution, flops: FlopTable) -> OpTable:
     rows = forest.rows[pos]
     op_name = np.array([*names, ""], dtype=object)[name_of_pos[pos]] if pos.size else np.empty(0, object)
     shape = ev.shape[rows].astype(np.int64) if pos.size else np.empty(0, np.int64)
-    byts, dtype = _bytes_and_dtypes(op_name, shape, ev.shapes)
+    name_id = name_of_pos[pos].astype(np.int64) if pos.size else np.empty(0, np.int64)
+    byts, dtype = _bytes_and_dtypes(op_name, name_id, shape, ev.shapes)
 
     # FLOPs: each counted FLOP row to the op unit above it.
     f_pos = flops.pos if flops.pos is not None else np.full(flops.flops.size, -1, np.int64)
@@ -115,7 +116,7 @@ def count_ops(attr: Attribution, flops: FlopTable) -> OpTable:
     return OpTable(
         pos=pos,
         name=op_name,
-        name_id=name_of_pos[pos].astype(np.int64) if pos.size else np.empty(0, np.int64),
+        name_id=name_id,
         shape=shape,
         call=attr.call_of_pos(pos) if pos.size else np.empty(0, np.int64),
         gpu_us=gpu_us,
@@ -128,17 +129,16 @@ def count_ops(attr: Attribution, flops: FlopTable) -> OpTable:
 
 
 def _bytes_and_dtypes(
-    op_name: np.ndarray, shape: np.ndarray, shapes: Sequence[ShapeArgs]
+    op_name: np.ndarray, name_id: np.ndarray, shape: np.ndarray, shapes: Sequence[ShapeArgs]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each distinct (op, shapes) evaluated once, as count.py does for FLOPs."""
-    seen: dict[tuple[str, int], tuple[float, str | None]] = {}
-    byts = np.full(op_name.size, np.nan)
-    dtype = np.empty(op_name.size, object)
-    for j, (name, sid) in enumerate(zip(op_name.tolist(), shape.tolist(), strict=True)):
-        key = (name, sid)
-        if key not in seen:
-            seen[key] = _one(name, shapes[sid] if sid >= 0 else None)
-        byts[j], dtype[j] = seen[key]
+    """Each distinct (op, shapes) evaluated once, as count.py does for FLOPs: a model repeats
+    the same op on the same shapes in every layer and step."""
+    if not op_name.size:
+        return np.full(0, np.nan), np.empty(0, object)
+    _, first, inverse = np.unique(name_id * (len(shapes) + 1) + (shape + 1), return_index=True, return_inverse=True)
+    seen = [_one(str(op_name[j]), shapes[shape[j]] if shape[j] >= 0 else None) for j in first.tolist()]
+    byts = np.array([b for b, _ in seen], np.float64)[inverse.reshape(-1)]
+    dtype = np.array([d for _, d in seen], dtype=object)[inverse.reshape(-1)]
     return byts, dtype
 
 

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter, itemgetter
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import msgspec
 import numpy as np
@@ -188,7 +188,7 @@ def _lookup(
         return np.fromiter(map(lut.__getitem__, values), dtype, len(values))
 
 
-def columnize(evs: list[_Event], tables: Tables) -> Block:
+def columnize(evs: list[_Event], tables: Tables, comms: bool = True) -> Block:
     """The kept events of one decoded block as columns (the rules of `load._columns`)."""
     out = Block(tables.token, new={k: [] for k in TABLES})
     n = len(evs)
@@ -247,8 +247,9 @@ def columnize(evs: list[_Event], tables: Tables) -> Block:
                 vals = _floats(_A[name], some)
                 c[name][at] = np.where(np.isfinite(vals), vals, 0.0)
             elif name == "external_id_old":  # read only where the current spelling is absent
-                ext = c["external_id"][at]
-                c["external_id"][at] = np.where(ext != NO_ID, ext, _ints(_A[name], some))
+                missing = np.flatnonzero(c["external_id"][at] == NO_ID)
+                if missing.size:
+                    c["external_id"][at[missing]] = _ints(_A[name], _take(some, missing))
             else:
                 c[name][at] = _ints(_A[name], some)
 
@@ -267,7 +268,8 @@ def columnize(evs: list[_Event], tables: Tables) -> Block:
             map(NUL.join, zip(map(_DIMS, with_dims), map(_TYPES, with_dims), map(_CONCRETE, with_dims), strict=True))
         )
         shape[cpu[has]] = _lookup(lut["shape"], new["shape"], None, keys, np.int64)
-    out.codes["comm"] = _comm_codes(args, np.flatnonzero(of_kinds(kind, GPU_KINDS)), m, tables, new)
+    gpu = np.flatnonzero(of_kinds(kind, GPU_KINDS)) if comms else np.empty(0, np.int64)
+    out.codes["comm"] = _comm_codes(args, gpu, m, tables, new)
     return out
 
 
@@ -303,9 +305,17 @@ def decode_range(path: str, start: int, end: int, tables: Tables | None = None) 
     return decode_text(view, tables)
 
 
+_COMM_KEY = b'"Collective name"'
+
+
 def decode_text(text: bytearray | memoryview, tables: Tables | None = None) -> Block:
-    """Decode one block's text (a JSON array of whole events)."""
-    return columnize(DECODER.decode(text), tables or _WORKER_TABLES)
+    """Decode one block's text (a JSON array of whole events). Collective arguments are looked
+    for only in a block whose text names one (a byte search, not a pass over every kernel)."""
+    if isinstance(text, memoryview):  # a view of the reused read buffer: search the buffer itself
+        comms = cast(bytearray, text.obj).find(_COMM_KEY, 0, text.nbytes) >= 0
+    else:
+        comms = text.find(_COMM_KEY) >= 0
+    return columnize(DECODER.decode(text), tables or _WORKER_TABLES, comms)
 
 
 def fill(stream: Any, view: memoryview) -> int:
