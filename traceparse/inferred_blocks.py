@@ -21,7 +21,7 @@ from traceparse.attribute import Attribution
 from traceparse.flops.count import KINDS, FlopTable
 from traceparse.flops.formulas import TENSOR_KINDS
 from traceparse.load import KERNEL
-from traceparse.rates import flops_known
+from traceparse.rates import flops_known, rows_by
 from traceparse.report import BlockRow
 from traceparse.scopes import FORWARD
 
@@ -53,8 +53,7 @@ def infer_blocks(attr: Attribution) -> InferredBlocks | None:
     tokens = _tokens(ev.names, ev.name[items.event_row])
     block = np.full(len(items), -1, np.int64)
     found: tuple[int, int, int] | None = None
-    for s in range(attr.n_steps):
-        rows = np.flatnonzero(kernel & (items.step == s))
+    for rows in rows_by(np.where(kernel, items.step, -1), attr.n_steps):
         rows = rows[np.argsort(items.start[rows], kind="stable")]
         seq = tokens[rows]
         got = repeated_run(seq, None if found is None else found[1])
@@ -135,21 +134,29 @@ def inferred_rows(
     launched = np.where(has, np.append(forest.start, np.nan)[np.where(has, items.anchor, -1)], np.nan)
     tensor = np.isin(flops.kind, [KINDS.index(k) for k in TENSOR_KINDS])
     flop_block = np.full(flops.flops.size, -1, np.int64)
-    for s in range(n):
-        in_step = (items.step == s) & np.isfinite(launched)
-        per_block = [launched[in_step & (inferred.block_of_item == b)] for b in range(inferred.count)]
-        if any(t.size == 0 for t in per_block):
+    placed = np.isfinite(launched) & (inferred.block_of_item >= 0)
+    flop_rows = rows_by(np.where(tensor, flops.step, -1), n)
+    for s, mine in enumerate(rows_by(np.where(placed, items.step, -1), n)):
+        block = inferred.block_of_item[mine]
+        if np.unique(block).size < inferred.count:
             continue  # launches unknown (a GPU-only trace): no op can be placed in a block
-        firsts = np.array([t.min() for t in per_block])
-        mine = tensor & (flops.step == s)
-        k = np.searchsorted(firsts, flops.start[mine], side="right") - 1
-        flop_block[np.flatnonzero(mine)] = np.where((k >= 0) & (flops.start[mine] <= per_block[-1].max()), k, -1)
+        firsts = np.full(inferred.count, np.inf)
+        np.minimum.at(firsts, block, launched[mine])
+        last = float(launched[mine][block == inferred.count - 1].max())
+        at = flops.start[flop_rows[s]]
+        k = np.searchsorted(firsts, at, side="right") - 1
+        flop_block[flop_rows[s]] = np.where((k >= 0) & (at <= last), k, -1)
+
+    # Each block's rows by one sort; each sum over them in trace order, as a mask would take them,
+    # so the figures do not move in the last digit with the grouping.
+    block_rows = rows_by(inferred.block_of_item, inferred.count)
+    flop_rows_of_block = rows_by(flop_block, inferred.count)
     rows = []
     for b in range(inferred.count):
-        mine = inferred.block_of_item == b
+        mine = block_rows[b]
         us = float(items.dur[mine].sum()) / n
-        known = flops.has_shapes and flops_known(float(items.dur[mine & uncounted].sum()) / n, us)
-        f = float(flops.flops[flop_block == b].sum()) / n if known else None
+        known = flops.has_shapes and flops_known(float(items.dur[mine[uncounted[mine]]].sum()) / n, us)
+        f = float(flops.flops[flop_rows_of_block[b]].sum()) / n if known else None
         tfl = f / (us * 1e6) if f and us > 0 else None
         mfu = tfl / peak if tfl is not None and peak else None
         rows.append(
@@ -166,7 +173,7 @@ def inferred_rows(
                 flops=f,
                 tflops=tfl,
                 mfu=mfu if mfu is None or mfu <= 1.0 else None,
-                flop_coverage=float(items.dur[mine & flops.item_covered].sum()) / n / us if us else None,
+                flop_coverage=float(items.dur[mine[flops.item_covered[mine]]].sum()) / n / us if us else None,
                 params=None,
             )
         )

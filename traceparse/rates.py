@@ -51,14 +51,22 @@ def union_us(start: np.ndarray, end: np.ndarray) -> float:
     return float((seg_end - seg_start).sum())
 
 
+def rows_by(key: np.ndarray, n: int) -> list[np.ndarray]:
+    """The rows of each group 0..n-1 (ascending within a group; rows with a key outside 0..n-1 in
+    none): one stable sort, then slices — not a mask over every row per group, which costs
+    steps × items on a long trace."""
+    order = np.argsort(key, kind="stable")
+    bounds = np.searchsorted(key[order], np.arange(n + 1))
+    return [order[bounds[g] : bounds[g + 1]] for g in range(n)]
+
+
 def step_times(step: np.ndarray, start: np.ndarray, end: np.ndarray, dur: np.ndarray, n_steps: int) -> StepTimes:
     kernel = np.bincount(step[step >= 0], weights=dur[step >= 0], minlength=n_steps)[:n_steps]
     count = np.bincount(step[step >= 0], minlength=n_steps)[:n_steps]
     busy = np.zeros(n_steps)
     span = np.zeros(n_steps)
-    for s in range(n_steps):
-        mine = step == s
-        if mine.any():
+    for s, mine in enumerate(rows_by(step, n_steps)):
+        if mine.size:
             busy[s] = union_us(start[mine], end[mine])
             span[s] = float(end[mine].max() - start[mine].min())
     return StepTimes(kernel, busy, span, count)
@@ -69,14 +77,14 @@ def stream_overlap_us(step: np.ndarray, stream: np.ndarray, start: np.ndarray, e
 
     A stream runs its work in order, so a step's item time on one stream fits in that stream's
     span of the step; more means the trace's timestamps are off (or a tool merged streams)."""
-    keep = step >= 0
-    if not keep.any():
+    keep = np.flatnonzero(step >= 0)
+    if not keep.size:
         return 0.0
     key = step[keep] * (int(stream[keep].max()) + 2) + (stream[keep] + 1)
+    groups, code = np.unique(key, return_inverse=True)
     s, e = start[keep], end[keep]
     excess = 0.0
-    for k in np.unique(key):
-        mine = key == k
+    for mine in rows_by(code.reshape(-1), groups.size):
         excess += float((e[mine] - s[mine]).sum()) - union_us(s[mine], e[mine])
     return excess
 

@@ -47,8 +47,14 @@ def _map(ranks: list[RankTrace], workers: int | None, scheduler: str | None, att
     n = min(len(args), workers or os.cpu_count() or 1)
     if n <= 1:
         return [summarize(*a) for a in args]
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork"), initializer=_one_decoder) as pool:
         return list(pool.map(summarize, *zip(*args, strict=True)))
+
+
+def _one_decoder() -> None:
+    """In a rank worker: ranks are the parallelism, so each decodes its trace in-process (no pool
+    inside the pool). Set in the worker only: the caller's own analyses keep their workers."""
+    os.environ["TRACEPARSE_WORKERS"] = "1"
 
 
 def _dask_map(args: list[tuple[str, int, str]], scheduler: str) -> list[RankSummary]:

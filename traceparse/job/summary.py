@@ -14,7 +14,6 @@ message sizes (all-gather's output, reduce-scatter's input) times the dtype's si
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from traceparse.kernels import FAMILIES, item_families
-from traceparse.rates import union_us
+from traceparse.rates import rows_by, union_us
 
 if TYPE_CHECKING:
     from traceparse.attribute import Attribution, Items
@@ -78,8 +77,6 @@ class RankSummary:
 
 def summarize(path: str, rank: int, attention: str = "causal") -> RankSummary:
     """The whole single-trace pipeline on one rank's trace, reduced to its summary."""
-    # Ranks are the parallelism here: one decoding process per rank, no pool inside a pool.
-    os.environ.setdefault("TRACEPARSE_WORKERS", "1")
     from traceparse.api import run_pipeline
 
     analysis = run_pipeline(path, attention)  # type: ignore[arg-type]
@@ -90,12 +87,11 @@ def summarize(path: str, rank: int, attention: str = "causal") -> RankSummary:
     fam = item_families(ev.names, ev.name[items.event_row], ev.kind[items.event_row])
     comm = fam == FAMILIES.index("communication")
     in_steps = items.step >= 0
+    # |comm ∪ compute| is the step's GPU busy time, which the report already has.
     exposed = 0.0
-    for s in range(n):
-        mine = in_steps & (items.step == s)
-        both = union_us(items.start[mine], items.end[mine])
-        compute = union_us(items.start[mine & ~comm], items.end[mine & ~comm])
-        exposed += both - compute
+    for step, mine in zip(report.steps, rows_by(np.where(comm, -1, items.step), n), strict=True):
+        if step.gpu_busy_ms is not None:
+            exposed += step.gpu_busy_ms * 1e3 - union_us(items.start[mine], items.end[mine])
     comm_us = float(items.dur[in_steps & comm].sum())
     return RankSummary(
         rank=rank,
