@@ -19,7 +19,13 @@ import torch
 from torch import nn
 
 from traceparse import __version__
-from traceparse.capture.scopes import find_block_container, linear_param_count, module_table, param_count
+from traceparse.capture.scopes import (
+    class_name,
+    find_block_container,
+    linear_param_count,
+    module_table,
+    param_count,
+)
 
 SCHEMA = "traceparse.capture/1"
 SCOPE_NAMING = "<qualified name> (<ClassName>); root: model (<ClassName>)"
@@ -48,10 +54,11 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "model"
 
 
-def trace_stem(model_id: str, mode: str, seq_len: int | None) -> str:
-    """`<model>-<mode>-seq<N>`, with `-rank<R>` in a job of several ranks: one file per rank."""
+def trace_stem(model_id: str, mode: str, seq_len: int | None, tag: str = "") -> str:
+    """`<model><tag>-<mode>-seq<N>`, with `-rank<R>` in a job of several ranks: one file per rank;
+    `tag` says how the job ran (`-tp2`, `-ddp2`)."""
     rank, world = rank_world()
-    name = slug(Path(model_id).name if os.path.isdir(model_id) else model_id) + f"-{mode}"
+    name = slug(Path(model_id).name if os.path.isdir(model_id) else model_id) + tag + f"-{mode}"
     if seq_len is not None:
         name += f"-seq{seq_len}"
     return f"{name}-rank{rank}" if world > 1 else name
@@ -110,7 +117,7 @@ def model_metadata(
         "torch_version": torch.__version__,
         "transformers_version": getattr(hf, "__version__", None),
         "model_id": model_id or default_model_id(model),
-        "model_class": type(model).__name__,
+        "model_class": class_name(model),
         "config": config_dict(model),
         "dtype": str(dtype).removeprefix("torch."),
         "device": device_info(device),

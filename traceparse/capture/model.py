@@ -12,6 +12,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
 
 from traceparse.capture.options import CaptureOptions
+from traceparse.capture.parallel import Parallel, distribute
 from traceparse.capture.presets import preset_config
 from traceparse.errors import ExitCode, TraceparseError, UsageError
 
@@ -25,6 +26,7 @@ class BuiltModel:
     device: torch.device
     dtype: torch.dtype
     random_weights: bool
+    parallel: Parallel | None = None  # under torchrun with --tp/--parallel
 
 
 def resolve_device(requested: str | None) -> torch.device:
@@ -133,4 +135,5 @@ def build_model(opts: CaptureOptions) -> BuiltModel:
     except torch.OutOfMemoryError:
         raise TraceparseError(f"{model_id!r} does not fit on {device}", ExitCode.RUNTIME) from None
     model.to(device)
-    return BuiltModel(model, model_id, device, dtype, random_weights)
+    parallel = distribute(model, opts, device)  # TP/FSDP2 shard in place; DDP wraps
+    return BuiltModel(model, model_id, device, dtype, random_weights, parallel)

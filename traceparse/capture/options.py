@@ -34,6 +34,8 @@ class CaptureOptions:
     layers: int | None = None  # keep widths, cut the model to its first N blocks
     with_stack: bool = False
     scopes: bool = True
+    tp: int | None = None  # tensor parallel over the torchrun job's ranks (transformers' tp_plan)
+    parallel: str | None = None  # "ddp" | "fsdp" for --mode train under torchrun
 
     def validate(self) -> CaptureOptions:
         sources = [s for s in (self.model, self.preset, self.config) if s]
@@ -57,4 +59,16 @@ class CaptureOptions:
             raise UsageError(f"--layers must be at least 1, got {self.layers}")
         if self.timing_runs < 1:
             raise UsageError("--timing-runs must be at least 1")
+        self.validate_parallel()
         return self
+
+    def validate_parallel(self) -> None:
+        """--tp and --parallel (the torchrun checks come when the process group starts)."""
+        if self.tp is not None and self.tp < 1:
+            raise UsageError(f"--tp must be at least 1, got {self.tp}")
+        if self.parallel is not None and self.parallel not in ("ddp", "fsdp"):
+            raise UsageError(f"--parallel must be ddp or fsdp, got {self.parallel!r}")
+        if self.parallel and self.tp is not None and self.tp > 1:
+            raise UsageError("--tp and --parallel are one or the other (no 2-D mesh)")
+        if self.parallel and self.mode != "train":
+            raise UsageError(f"--parallel {self.parallel} shards or reduces gradients: it needs --mode train")

@@ -16,6 +16,7 @@ from traceparse.capture.export import METADATA_KEY, export_trace
 from traceparse.capture.metadata import distributed_info, model_metadata, trace_stem
 from traceparse.capture.model import BuiltModel, build_model
 from traceparse.capture.options import CaptureOptions
+from traceparse.capture.parallel import name_suffix
 from traceparse.capture.scopes import module_scopes
 from traceparse.capture.timing import median_ms, synchronize
 from traceparse.capture.workload import make_workload
@@ -35,7 +36,7 @@ class CaptureResult:
 
 
 def default_name(model_id: str, opts: CaptureOptions) -> str:
-    return trace_stem(model_id, opts.mode, opts.seq_len)
+    return trace_stem(model_id, opts.mode, opts.seq_len, name_suffix(opts))
 
 
 def _metadata(built: BuiltModel, opts: CaptureOptions) -> dict[str, Any]:
@@ -50,6 +51,7 @@ def _metadata(built: BuiltModel, opts: CaptureOptions) -> dict[str, Any]:
         "scopes": opts.scopes,
         "warmup_steps": opts.warmup,
         "active_steps": opts.steps,
+        "parallel": built.parallel.metadata() if built.parallel is not None else None,
     }
 
 

@@ -31,8 +31,18 @@ ROOT_NAME = "model"
 _BLOCK_LIST_NAMES = re.compile(r"(^|\.)(layers|h|blocks|layer|decoder\.layers|encoder\.layers)$")
 
 
+def class_name(module: nn.Module) -> str:
+    """The module's class name; FSDP2's `fully_shard` swaps the class for a subclass named
+    `FSDP<Class>`, and the contract names the model's own class."""
+    cls = type(module)
+    own = cls.__name__.removeprefix("FSDP")
+    if own != cls.__name__ and any(base.__name__ == own for base in cls.__mro__[1:]):
+        return own
+    return cls.__name__
+
+
 def scope_name(qualified_name: str, module: nn.Module) -> str:
-    return f"{qualified_name or ROOT_NAME} ({type(module).__name__})"
+    return f"{qualified_name or ROOT_NAME} ({class_name(module)})"
 
 
 def find_block_container(model: nn.Module) -> str | None:
@@ -57,7 +67,7 @@ def module_table(model: nn.Module, container: str | None) -> list[dict[str, Any]
         rows.append(
             {
                 "name": name or ROOT_NAME,
-                "class": type(module).__name__,
+                "class": class_name(module),
                 "params": sum(p.numel() for p in module.parameters(recurse=False)),
                 "block": block,
             }
@@ -82,7 +92,8 @@ def module_scopes(model: nn.Module) -> Iterator[None]:
             if _open:
                 _open.pop().__exit__(None, None, None)
 
-        handles.append(module.register_forward_pre_hook(pre_hook))
+        # First of the pre-hooks: work other hooks do for the call (FSDP2's all-gather) is inside it.
+        handles.append(module.register_forward_pre_hook(pre_hook, prepend=True))
         handles.append(module.register_forward_hook(post_hook, always_call=True))
     try:
         yield

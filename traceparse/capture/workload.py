@@ -15,6 +15,7 @@ from torch.autograd.profiler import record_function
 
 from traceparse.capture.model import BuiltModel
 from traceparse.capture.options import CaptureOptions
+from traceparse.capture.parallel import param_groups
 
 PHASE_PREFIX = "traceparse:"
 
@@ -49,12 +50,14 @@ def make_workload(built: BuiltModel, opts: CaptureOptions) -> Workload:
 
     if opts.mode == "train":
         model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, foreach=True)
+        optimizer = torch.optim.AdamW(param_groups(model), lr=1e-5, foreach=True)
         labels = ids.roll(-1, dims=1)
+        # DDP's wrapper runs the step (its backward hooks reduce the gradients); scopes stay on the model.
+        runner = built.parallel.runner if built.parallel is not None else model
 
         def train_step() -> None:
             optimizer.zero_grad(set_to_none=True)
-            logits = model(input_ids=ids, use_cache=False).logits
+            logits = runner(input_ids=ids, use_cache=False).logits
             with record_function(PHASE_PREFIX + "loss"):
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten())
             with record_function(PHASE_PREFIX + "backward"):

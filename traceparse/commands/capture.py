@@ -24,6 +24,11 @@ class Mode(StrEnum):
     generate = "generate"
 
 
+class Parallel(StrEnum):
+    ddp = "ddp"
+    fsdp = "fsdp"
+
+
 @app.command()
 def capture(
     model: Annotated[str | None, typer.Argument(help="Hub id or local checkpoint dir")] = None,
@@ -50,6 +55,8 @@ def capture(
     html: Annotated[Path | None, typer.Option(help="then write the capture's HTML report here")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress on stderr")] = False,
     debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
+    tp: Annotated[int | None, typer.Option(help="under torchrun: tensor parallel over N ranks (tp_plan auto)")] = None,
+    parallel: Annotated[Parallel | None, typer.Option(help="under torchrun, --mode train: ddp or fsdp (FSDP2)")] = None,
 ) -> None:
     """Profile a Hugging Face model on this machine into a Kineto trace (.pt.trace.json.gz)."""
     DEBUG["on"] = debug
@@ -81,6 +88,8 @@ def capture(
             timing_runs=timing_runs,
             with_stack=with_stack,
             scopes=scopes,
+            tp=tp,
+            parallel=parallel.value if parallel is not None else None,
         )
         return run_capture(opts, progress_printer(quiet))
 

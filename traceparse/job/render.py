@@ -7,16 +7,19 @@ from typing import Any
 
 from traceparse.job.report import BlockAcross, CollectiveAcross, JobReport
 
+ISSUER_ROWS = 24  # the text table's slowest call sites; -f json has them all
+
 
 def _num(v: float | None, fmt: str = "{:.3f}") -> str:
     return "unknown" if v is None else fmt.format(v)
 
 
 def tables(r: JobReport) -> list[tuple[str, list[str], list[list[Any]]]]:
+    dev = "cpu" if r.cpu_only else "gpu"
     out = [
         (
             "Ranks (ms per step)",
-            ["rank", "step", "gpu", "busy", "idle %", "compute", "comm", "exposed comm", "TFLOP/s"],
+            ["rank", "step", dev, "busy", "idle %", "compute", "comm", "exposed comm", "TFLOP/s"],
             [
                 [
                     x.rank,
@@ -35,12 +38,17 @@ def tables(r: JobReport) -> list[tuple[str, list[str], list[list[Any]]]]:
     ]
     if r.blocks:
         headers = ["block", "kind", "median", "min", "max", "slowest rank", "skew %", "comm (median)"]
-        out.append(("Blocks across ranks (GPU ms per step)", headers, [_block_row(b) for b in r.blocks]))
+        out.append((f"Blocks across ranks ({dev.upper()} ms per step)", headers, [_block_row(b) for b in r.blocks]))
     if r.collectives:
         headers = ["collective", "ranks", "calls", "ms (median)", "ms (max)", "bus GB/s (median)", "bus GB/s (min)"]
         out.append(
             ("Collectives across ranks (per step)", [*headers, "group"], [_collective_row(c) for c in r.collectives])
         )
+    if r.issuers:
+        headers = ["issuing module", "phase", "collective", "ranks", "calls", "ms (median)", "ms (max)"]
+        rows = [[i.module, i.phase, i.collective, i.ranks, f"{i.calls:g}", _num(i.ms_median), _num(i.ms_max)]
+                for i in r.issuers[:ISSUER_ROWS]]  # fmt: skip
+        out.append(("Communication by issuing module (per step)", headers, rows))
     return out
 
 
@@ -88,6 +96,8 @@ def render_job(r: JobReport, fmt: str) -> str:
     if r.straggler:
         parts.append(("**Straggler:** " if markdown else "Straggler: ") + r.straggler["verdict"])
         parts.append("")
+    if len(r.issuers) > ISSUER_ROWS:
+        parts.append(f"- {len(r.issuers) - ISSUER_ROWS} more issuing call sites in -f json.")
     for note in r.notes:
         parts.append(f"- {note}")
     return "\n".join(parts).rstrip() + "\n"

@@ -2,7 +2,9 @@
 
 Per rank: step time, GPU time, busy, idle, compute vs communication and the exposed part. Per
 block: the median, min and max GPU time across ranks, the slowest rank and the skew ((max − min) /
-median). Per collective: calls, time and bus bandwidth across ranks. And a straggler verdict: the
+median). Per collective: calls, time and bus bandwidth across ranks; per issuing module: which
+module call site (forward, or its backward) issued which collective, how often, for how long.
+CPU-only ranks (gloo) are reduced the same way from job/host.py's split. And a straggler verdict: the
 rank whose compute takes longest, by how much over the median, and the block where most of the
 excess is — the others wait for it in their collectives (their exposed communication grows).
 """
@@ -16,6 +18,11 @@ from typing import Any
 from traceparse.job.summary import RankSummary
 
 SCHEMA = "traceparse.job/1"
+CPU_NOTE = (
+    "CPU-only traces (gloo): communication is gloo's collective spans on its own threads, each matched "
+    "to the c10d op (and so the module) that issued it; compute is the main thread's operator time; "
+    "the 'cpu' column is CPU self time summed over threads."
+)
 STRAGGLER_PCT = 5.0  # compute above the median by more than this names a straggler
 
 
@@ -58,6 +65,19 @@ class CollectiveAcross:
 
 
 @dataclass(frozen=True)
+class IssuerAcross:
+    """Communication one module call site issued, across ranks (per step)."""
+
+    module: str
+    phase: str
+    collective: str
+    ranks: int
+    calls: float  # median over ranks
+    ms_median: float
+    ms_max: float
+
+
+@dataclass(frozen=True)
 class JobReport:
     world_size: int | None
     ranks: tuple[RankRow, ...]
@@ -67,6 +87,8 @@ class JobReport:
     device: str | None
     model: str | None
     notes: tuple[str, ...]
+    issuers: tuple[IssuerAcross, ...] = ()
+    cpu_only: bool = False  # every rank CPU-only (gloo): times are host times, see job/host.py
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +99,8 @@ class JobReport:
             "ranks": [asdict(r) for r in self.ranks],
             "blocks": [asdict(b) for b in self.blocks],
             "collectives": [asdict(c) for c in self.collectives],
+            "issuers": [asdict(i) for i in self.issuers],
+            "cpu_only": self.cpu_only,
             "straggler": self.straggler,
             "notes": list(self.notes),
         }
@@ -86,6 +110,8 @@ def build_job_report(summaries: list[RankSummary], world_size: int | None, notes
     ranks = sorted(summaries, key=lambda s: s.rank)
     rank_rows = tuple(RankRow(**{f.name: getattr(s, f.name) for f in fields(RankRow)}) for s in ranks)
     blocks = _blocks(ranks)
+    if ranks and all(s.cpu_only for s in ranks):
+        notes = [*notes, CPU_NOTE]
     if world_size is not None and len(ranks) < world_size:
         notes = [*notes, f"{len(ranks)} of {world_size} ranks' traces were given: the others are not in the tables."]
     return JobReport(
@@ -97,6 +123,8 @@ def build_job_report(summaries: list[RankSummary], world_size: int | None, notes
         device=_common(s.device for s in ranks),
         model=_common(s.model for s in ranks),
         notes=tuple(notes),
+        issuers=_issuers(ranks),
+        cpu_only=bool(ranks) and all(s.cpu_only for s in ranks),
     )
 
 
@@ -148,6 +176,26 @@ def _collectives(ranks: list[RankSummary]) -> tuple[CollectiveAcross, ...]:
         )
     out.sort(key=lambda c: -c.ms_median)
     return tuple(out)
+
+
+def _issuers(ranks: list[RankSummary]) -> tuple[IssuerAcross, ...]:
+    per: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for s in ranks:
+        for i in s.issuers:
+            per.setdefault((i.module, i.phase, i.collective), []).append((i.calls, i.ms))
+    out = [
+        IssuerAcross(
+            module=m,
+            phase=p,
+            collective=c,
+            ranks=len(rows),
+            calls=statistics.median(n for n, _ in rows),
+            ms_median=statistics.median(t for _, t in rows),
+            ms_max=max(t for _, t in rows),
+        )
+        for (m, p, c), rows in per.items()
+    ]
+    return tuple(sorted(out, key=lambda i: (-i.ms_median, i.module)))
 
 
 def _straggler(ranks: list[RankSummary], blocks: tuple[BlockAcross, ...]) -> dict[str, Any] | None:

@@ -9,7 +9,10 @@ GPU item. *Exposed* communication is communication time not overlapped by comput
 device: |comm ∪ compute| − |compute|, per step. A collective's bus bandwidth follows NCCL's
 tests: algorithm bandwidth (bytes / kernel time) times 2(n−1)/n for all-reduce, (n−1)/n for
 all-gather, reduce-scatter and all-to-all, 1 otherwise; bytes are the larger of the in and out
-message sizes (all-gather's output, reduce-scatter's input) times the dtype's size.
+message sizes (all-gather's output, reduce-scatter's input) times the dtype's size. Each
+collective is also credited to the module call that issued it (its launch's module; a backward
+kernel's, the forward module differentiated there): the issuers. A CPU-only rank (gloo) has no
+kernels: job/host.py makes its split from gloo's own threads.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import numpy as np
 
 from traceparse.kernels import FAMILIES, item_families
 from traceparse.rates import rows_by, union_us
+from traceparse.scopes import PHASE_NAMES
 
 if TYPE_CHECKING:
+    from traceparse.api import Analysis
     from traceparse.attribute import Attribution, Items
     from traceparse.load import Events
     from traceparse.load.schema import CommArgs
@@ -45,6 +50,17 @@ class CollectiveRow:
     algbw_gbps: float | None  # bytes / kernel time, over the calls with known sizes
     busbw_gbps: float | None
     group_size: int | None
+
+
+@dataclass(frozen=True)
+class IssuerRow:
+    """Communication one module call site issued: forward, or (backward) its gradient's."""
+
+    module: str  # "model.layers.0.self_attn.o_proj (Linear)", "(no module)"
+    phase: str  # forward, backward, loss, optimizer, …
+    collective: str
+    calls: float  # per step
+    ms: float  # per step
 
 
 @dataclass(frozen=True)
@@ -73,6 +89,20 @@ class RankSummary:
     collectives: tuple[CollectiveRow, ...]
     effective_tflops: float | None
     notes: tuple[str, ...]
+    cpu_only: bool = False  # no GPU items: communication from gloo's threads (job/host.py)
+    issuers: tuple[IssuerRow, ...] = ()
+
+
+@dataclass(frozen=True)
+class Split:
+    """A rank's compute/communication figures (ms per step), its blocks and collectives."""
+
+    compute_ms: float
+    comm_ms: float
+    exposed_comm_ms: float
+    blocks: tuple[BlockTime, ...]
+    collectives: tuple[CollectiveRow, ...]
+    issuers: tuple[IssuerRow, ...]
 
 
 def summarize(path: str, rank: int, attention: str = "causal") -> RankSummary:
@@ -81,18 +111,14 @@ def summarize(path: str, rank: int, attention: str = "causal") -> RankSummary:
 
     analysis = run_pipeline(path, attention)  # type: ignore[arg-type]
     report, attr = analysis.report, analysis.attribution
-    items, ev = attr.items, attr.index.events
     n = attr.n_steps
     g = report.general
-    fam = item_families(ev.names, ev.name[items.event_row], ev.kind[items.event_row])
-    comm = fam == FAMILIES.index("communication")
-    in_steps = items.step >= 0
-    # |comm ∪ compute| is the step's GPU busy time, which the report already has.
-    exposed = 0.0
-    for step, mine in zip(report.steps, rows_by(np.where(comm, -1, items.step), n), strict=True):
-        if step.gpu_busy_ms is not None:
-            exposed += step.gpu_busy_ms * 1e3 - union_us(items.start[mine], items.end[mine])
-    comm_us = float(items.dur[in_steps & comm].sum())
+    if attr.mode == "cpu":  # no kernels: gloo's own threads run the collectives (job/host.py)
+        from traceparse.job.host import host_split
+
+        split = host_split(analysis, n)
+    else:
+        split = _device_split(analysis, n)
     return RankSummary(
         rank=rank,
         path=str(Path(path)),
@@ -103,14 +129,87 @@ def summarize(path: str, rank: int, attention: str = "causal") -> RankSummary:
         kernel_ms=g.kernel_ms,
         busy_ms=g.gpu_busy_ms,
         idle_pct=g.gpu_idle_pct,
-        compute_ms=g.kernel_ms - comm_us / 1e3 / n,
+        compute_ms=split.compute_ms,
+        comm_ms=split.comm_ms,
+        exposed_comm_ms=split.exposed_comm_ms,
+        blocks=split.blocks,
+        collectives=split.collectives,
+        effective_tflops=g.effective_tflops,
+        notes=tuple(report.notes),
+        cpu_only=attr.mode == "cpu",
+        issuers=split.issuers,
+    )
+
+
+def _device_split(analysis: Analysis, n: int) -> Split:
+    """Communication is the kernels of the communication family; compute every other GPU item."""
+    report, attr = analysis.report, analysis.attribution
+    items, ev = attr.items, attr.index.events
+    fam = item_families(ev.names, ev.name[items.event_row], ev.kind[items.event_row])
+    comm = fam == FAMILIES.index("communication")
+    in_steps = items.step >= 0
+    # |comm ∪ compute| is the step's GPU busy time, which the report already has.
+    exposed = 0.0
+    for step, mine in zip(report.steps, rows_by(np.where(comm, -1, items.step), n), strict=True):
+        if step.gpu_busy_ms is not None:
+            exposed += step.gpu_busy_ms * 1e3 - union_us(items.start[mine], items.end[mine])
+    comm_us = float(items.dur[in_steps & comm].sum())
+    return Split(
+        compute_ms=report.general.kernel_ms - comm_us / 1e3 / n,
         comm_ms=comm_us / 1e3 / n,
         exposed_comm_ms=exposed / 1e3 / n,
         blocks=_block_times(attr, report, comm, n),
         collectives=_collectives(ev, items, comm & in_steps, n),
-        effective_tflops=g.effective_tflops,
-        notes=tuple(report.notes),
+        issuers=issuer_rows(
+            attr,
+            items.call[comm & in_steps],
+            items.phase[comm & in_steps],
+            _collective_keys(ev, items, comm & in_steps),
+            items.dur[comm & in_steps],
+            items.op[comm & in_steps],
+            n,
+        ),
     )
+
+
+def issuer_rows(
+    attr: Attribution, call: np.ndarray, phase: np.ndarray, keys: list[str], dur: np.ndarray, op: np.ndarray, n: int
+) -> tuple[IssuerRow, ...]:
+    """Communication per (issuing module call site, phase, collective), slowest first. `op`: per
+    row the forest position of the op that issued it, whose caller names a row no module issued."""
+    calls = attr.calls
+    acc: dict[tuple[str, str, str], list[float]] = {}
+    for c, p, k, d, o in zip(call.tolist(), phase.tolist(), keys, dur.tolist(), op.tolist(), strict=True):
+        module = f"{calls.qual[c]} ({calls.cls[c]})" if c >= 0 else f"(no module: {_caller(attr, o)})"
+        acc.setdefault((module, PHASE_NAMES[p], k), []).append(d)
+    rows = [IssuerRow(m, p, k, len(v) / n, sum(v) / 1e3 / n) for (m, p, k), v in acc.items()]
+    return tuple(sorted(rows, key=lambda r: (-r.ms, r.module)))
+
+
+def _caller(attr: Attribution, pos: int) -> str:
+    """The innermost event around an issuing op that is not a collective's own (c10d op,
+    record_param_comms): where communication outside every module scope came from — DDP's
+    `DistributedDataParallel.forward` (buffer broadcast), autograd's `AccumulateGrad` node (the
+    gradient bucket hook)."""
+    ev, forest = attr.index.events, attr.index.forest
+    if pos < 0:
+        return "issuing op not in the trace"
+    while pos >= 0:
+        name = ev.names[ev.name[forest.rows[pos]]]
+        if "c10d" not in name and name != "record_param_comms" and "nccl" not in name.lower():
+            return name.removeprefix("autograd::engine::evaluate_function: ")
+        pos = int(forest.parent[pos])
+    return "top level"
+
+
+def _collective_keys(ev: Events, items: Items, sel: np.ndarray) -> list[str]:
+    """Per selected item: its collective, from the kernel's arguments, else from its name."""
+    code = ev.comm[items.event_row[sel]] if ev.comm is not None else np.full(int(sel.sum()), -1)
+    name_ids = ev.name[items.event_row[sel]]
+    return [
+        ev.comms[c].collective if c >= 0 else _collective_from_kernel(ev.names[i])
+        for c, i in zip(code.tolist(), name_ids.tolist(), strict=True)
+    ]
 
 
 def _block_times(attr: Attribution, report: Report, comm: np.ndarray, n: int) -> tuple[BlockTime, ...]:
