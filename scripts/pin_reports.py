@@ -26,6 +26,7 @@ DIGESTS = ROOT / "tests" / "data" / "report_digests.json"
 GLOBS = (
     "fixtures/h200/*.json.gz",
     "fixtures/h200x2/*.json.gz",
+    "fixtures/h200-compile/*.json.gz",
     "fixtures/h200-plain/*.json.gz",
     "fixtures/foreign/*.json.gz",
 )

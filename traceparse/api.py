@@ -71,6 +71,8 @@ def run_pipeline(
     from traceparse.attribute import attribute
     from traceparse.flops.count import count_flops
     from traceparse.index import build_index
+    from traceparse.recover import recover_modules
+    from traceparse.recover.replay_flops import add_replay_flops
 
     say("indexing", None)
     index = build_index(trace.events)
@@ -80,8 +82,9 @@ def run_pipeline(
         index = select_steps(index, steps)
     say("attributing", None)
     attr = attribute(index)
+    attr = recover_modules(attr, trace.metadata)
     say("counting FLOPs", None)
-    flops = count_flops(attr, trace.metadata, attention, attention_backward)
+    flops = add_replay_flops(count_flops(attr, trace.metadata, attention, attention_backward), attr)
     say("aggregating", None)
     report = build_report(trace, attr, flops, peak_tflops, peak_tbps, top=top)
     if source is not None:

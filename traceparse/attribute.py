@@ -110,6 +110,10 @@ class Attribution:
     backward_op: np.ndarray  # forest position → forward op differentiated there (-1)
     phase_of_pos: np.ndarray  # forest position → phase
     n_steps: int
+    # Set by traceparse.recover: forest position → the call recovered for it (compiled-region
+    # provenance), -1 elsewhere; and what recovery did (a traceparse.recover.Recovery).
+    recovered_call: np.ndarray | None = None
+    recovery: Any = None
 
     def self_us(self, phase: int | None = None, step: int | None = None) -> np.ndarray:
         """Self time per call (µs), summed over items of the phase/step (None: all)."""
@@ -120,9 +124,14 @@ class Attribution:
         return self.calls.inclusive(self.self_us(phase, step))
 
     def call_of_pos(self, pos: np.ndarray) -> np.ndarray:
-        """Module call for forest positions: the enclosing scope, else the differentiated one."""
+        """Module call for forest positions: the recovered one (a compiled region's module), else
+        the enclosing scope, else the differentiated one."""
         call = self.nearest_call[pos]
-        return np.where(call >= 0, call, self.backward_call[pos])
+        call = np.where(call >= 0, call, self.backward_call[pos])
+        if self.recovered_call is not None:
+            rec = self.recovered_call[pos]
+            call = np.where(rec >= 0, rec, call)
+        return call
 
     def step_of_time(self, when: np.ndarray) -> np.ndarray:
         return step_of(when, self.index.steps)

@@ -167,11 +167,20 @@ def generation_summary(
     flop_root[tensor] = fw.root_of_call[flops.call[tensor]]
 
     gpu_ms, wall_ms, gflops = [], [], []
-    for r in fw.roots:
+    finish, last_step = -np.inf, None
+    for r, prefill in zip(fw.roots.tolist(), fw.is_prefill.tolist(), strict=True):
         mine = item_root == r
         gpu_ms.append(float(items.dur[mine].sum()) / 1e3)
         last_gpu = float(items.end[mine].max()) if mine.any() else float(calls.end[r])
-        wall_ms.append((max(float(calls.end[r]), last_gpu) - float(calls.start[r])) / 1e3)
+        # A token cannot start before the one before it finished: when the CPU runs ahead (graph
+        # replays with no sync per token), its launch waits in the queue, and that wait is the
+        # previous token's time, not this one's.
+        begin = float(calls.start[r])
+        if not prefill and int(calls.step[r]) == last_step:
+            begin = max(begin, finish)
+        end = max(float(calls.end[r]), last_gpu)
+        wall_ms.append((end - begin) / 1e3)
+        finish, last_step = end, int(calls.step[r])
         gflops.append(float(flops.flops[flop_root == r].sum()))
     pre = fw.is_prefill
     dec_wall = [w for w, p in zip(wall_ms, pre, strict=True) if not p]
@@ -195,8 +204,8 @@ def generation_summary(
         "decode_bandwidth_gbps": weight_bytes / (med_wall * 1e6) if weight_bytes and med_wall else None,
         "decode_bandwidth_gpu_gbps": weight_bytes / (med_gpu * 1e6) if weight_bytes and med_gpu else None,
         "decode_block_ms": [],  # filled below, with the per-phase block times
-        "times_basis": "wall: root call start to the later of its CPU end and its last kernel end, under "
-        "the profiler; gpu: sum of its kernel durations",
+        "times_basis": "wall: from the later of the root call's start and the previous token's end, to the "
+        "later of its CPU end and its last kernel end, under the profiler; gpu: sum of its kernel durations",
     }
     rows = []
     block_ids = sorted(set(block_index_of_call[block_index_of_call >= 0].tolist()))

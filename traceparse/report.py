@@ -171,6 +171,10 @@ class Report:
     # kernel, family, count (per step), total_ms (per step), mean/min/max_ms (one launch), share_pct
     # (sections/kernels.py): the --top N kernels by name
     top_kernels: list[dict[str, Any]] = field(default_factory=list)
+    # source, kernels, kernel_ms, to_module_ms, matched_pct, fused_ms, share_pct (sections/recovered.py):
+    # modules recovered under compile / CUDA graphs; fusions: kernel, modules, given_to, count, total_ms
+    recovered: list[dict[str, Any]] = field(default_factory=list)
+    fusions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema": SCHEMA, "source": self.source}
@@ -191,6 +195,8 @@ class Report:
         out["operators"] = list(self.operators)
         out["operator_shapes"] = list(self.operator_shapes)
         out["top_kernels"] = list(self.top_kernels)
+        out["recovered"] = list(self.recovered)
+        out["fusions"] = list(self.fusions)
         return out
 
     # The rendered forms, for the Python API (the CLI's -f markdown, --html, --charts).

@@ -34,6 +34,9 @@ class CaptureOptions:
     layers: int | None = None  # keep widths, cut the model to its first N blocks
     with_stack: bool = False
     scopes: bool = True
+    compile: str | None = None  # torch.compile mode: default | max-autotune | reduce-overhead
+    compile_scope: str = "blocks"  # blocks (regional) | model
+    cuda_graphs: bool = False
     tp: int | None = None  # tensor parallel over the torchrun job's ranks (transformers' tp_plan)
     parallel: str | None = None  # "ddp" | "fsdp" for --mode train under torchrun
 
@@ -60,7 +63,23 @@ class CaptureOptions:
         if self.timing_runs < 1:
             raise UsageError("--timing-runs must be at least 1")
         self.validate_parallel()
+        self._validate_compile()
         return self
+
+    def _validate_compile(self) -> None:
+        from traceparse.capture.modes import COMPILE_MODES, COMPILE_SCOPES
+
+        if self.compile is not None and self.compile not in COMPILE_MODES:
+            raise UsageError(f"--compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+        if self.compile_scope not in COMPILE_SCOPES:
+            raise UsageError(f"--compile-scope must be one of {', '.join(COMPILE_SCOPES)}, got {self.compile_scope!r}")
+        if self.cuda_graphs and self.mode == "train":
+            raise UsageError("--cuda-graphs works with --mode forward or generate")
+        if self.cuda_graphs and self.compile == "reduce-overhead":
+            raise UsageError(
+                "--cuda-graphs with --compile reduce-overhead: that mode already replays CUDA graphs; "
+                "use --compile default --cuda-graphs for graphs whose kernels analyze can match to modules"
+            )
 
     def validate_parallel(self) -> None:
         """--tp and --parallel (the torchrun checks come when the process group starts)."""

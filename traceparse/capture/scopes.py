@@ -11,7 +11,7 @@ device: scopes cost a few microseconds of host time per call and none of device 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -76,10 +76,14 @@ def module_table(model: nn.Module, container: str | None) -> list[dict[str, Any]
 
 
 @contextmanager
-def module_scopes(model: nn.Module) -> Iterator[None]:
-    """Wrap every module call in a named record_function scope while the context is open."""
+def module_scopes(model: nn.Module, skip: Callable[[str], bool] | None = None) -> Iterator[None]:
+    """Wrap every module call in a named record_function scope while the context is open;
+    `skip(qualified name)`: modules left without one (inside a compiled region, where Dynamo
+    would have to trace the hook)."""
     handles = []
     for qualified_name, module in model.named_modules():
+        if skip is not None and skip(qualified_name):
+            continue
         name = scope_name(qualified_name, module)
         open_scopes: list[Any] = []
 

@@ -50,6 +50,15 @@ def capture(
     timing_runs: Annotated[int, typer.Option(help="plain forwards timed before profiling")] = 7,
     with_stack: Annotated[bool, typer.Option(help="also record Python stacks (bigger traces)")] = False,
     scopes: Annotated[bool, typer.Option(help="wrap module calls in named scopes")] = True,
+    compile: Annotated[
+        str | None, typer.Option("--compile", help="torch.compile mode: default, max-autotune or reduce-overhead")
+    ] = None,
+    compile_scope: Annotated[
+        str, typer.Option(help="blocks: compile each block, scopes stay around it; model: the whole forward")
+    ] = "blocks",
+    cuda_graphs: Annotated[
+        bool, typer.Option(help="replay the forward (generate: each decode token) from a CUDA graph")
+    ] = False,
     report: Annotated[bool, typer.Option(help="print the analyze report of the capture")] = True,
     charts: Annotated[Path | None, typer.Option(help="then write the capture's PNG charts here")] = None,
     html: Annotated[Path | None, typer.Option(help="then write the capture's HTML report here")] = None,
@@ -88,6 +97,9 @@ def capture(
             timing_runs=timing_runs,
             with_stack=with_stack,
             scopes=scopes,
+            compile=compile,
+            compile_scope=compile_scope,
+            cuda_graphs=cuda_graphs,
             tp=tp,
             parallel=parallel.value if parallel is not None else None,
         )

@@ -98,6 +98,7 @@ def count_ops(attr: Attribution, flops: FlopTable) -> OpTable:
     shape = ev.shape[rows].astype(np.int64) if pos.size else np.empty(0, np.int64)
     name_id = name_of_pos[pos].astype(np.int64) if pos.size else np.empty(0, np.int64)
     byts, dtype = _bytes_and_dtypes(op_name, name_id, shape, ev.shapes)
+    byts = _compiled_bytes(attr, pos, byts)
 
     # FLOPs: each counted FLOP row to the op unit above it.
     f_pos = flops.pos if flops.pos is not None else np.full(flops.flops.size, -1, np.int64)
@@ -126,6 +127,19 @@ def count_ops(attr: Attribution, flops: FlopTable) -> OpTable:
         dtype=dtype,
         item_op=item_op,
     )
+
+
+def _compiled_bytes(attr: Attribution, pos: np.ndarray, byts: np.ndarray) -> np.ndarray:
+    """Fused Triton kernels of compiled regions have no shapes in the trace: their bytes are
+    Inductor's own estimate, recorded at capture (traceparse.recover)."""
+    rec = attr.recovery
+    if rec is None or rec.site_of_pos is None or rec.site_bytes is None or not pos.size:
+        return byts
+    site = rec.site_of_pos[pos]
+    known = site >= 0
+    est = np.full(pos.size, np.nan)
+    est[known] = rec.site_bytes[site[known]]
+    return np.where(np.isnan(byts) & ~np.isnan(est), est, byts)
 
 
 def _bytes_and_dtypes(

@@ -21,6 +21,7 @@ from traceparse.sections import (
     notes,
     operators,
     phases,
+    recovered,
     roofline_ops,
     steps,
 )
@@ -41,6 +42,8 @@ SECTIONS: tuple[SectionSpec, ...] = (
     roofline_ops.SHAPES_SECTION,
     families.SECTION,
     kernels.SECTION,
+    recovered.SECTION,
+    recovered.FUSIONS_SECTION,
     block_stacks.SECTION,
     notes.SECTION,
 )

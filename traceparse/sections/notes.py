@@ -75,7 +75,8 @@ def _trace_notes(ctx: Context) -> list[str]:
         )
     outside = float(attr.items.dur[~ctx.in_steps & ~tail].sum())
     if outside > 0:
-        notes.append(f"{outside / 1e3:.3f} ms of work lies outside every profiler step and is not in the tables.")
+        held = " (the reference pass's included)" if attr.index.reference_steps else ""
+        notes.append(f"{outside / 1e3:.3f} ms of work lies outside every profiler step{held} and is not in the tables.")
     if not flops.has_shapes:
         notes.append("The trace has no Input Dims (record_shapes=False): FLOPs are unknown.")
     if trace.dropped_events:
@@ -103,10 +104,38 @@ def _trace_notes(ctx: Context) -> list[str]:
             f"the most GPU time; the others are in block_stacks: {others}."
         )
     graph_items = _graph_replayed(index)
-    if graph_items:
+    rec = attr.recovery
+    if graph_items and rec is not None and rec.reference_items:
+        replayed = rec.source == 2
+        share = float(attr.items.dur[replayed & rec.matched].sum()) / max(float(attr.items.dur[replayed].sum()), 1e-9)
+        notes.append(
+            f"{graph_items} GPU items came from CUDA-graph replays (cudaGraphLaunch): matched, kernel by kernel, to "
+            f"the {rec.reference_items} kernels of the un-graphed reference pass, {100 * share:.1f} % of their time "
+            "was given to the reference's modules (the rest stays with the call around the launch); their FLOPs "
+            "are those of the reference ops their twins ran under, counted once per replay."
+        )
+    elif graph_items:
         notes.append(
             f"{graph_items} GPU items came from CUDA-graph replays (cudaGraphLaunch): they are attributed to the "
             "operator or module around the launch; no operator with shapes ran for them, so their FLOPs are unknown."
+        )
+    if index.reference_steps:
+        notes.append(
+            f"{index.reference_steps} profiler step(s) held the un-graphed reference pass (capture --cuda-graphs) "
+            "and are left out of every per-step figure."
+        )
+    if rec is not None and rec.compile_scope is not None and rec.regions and not rec.matched_regions and graph_items:
+        notes.append(
+            f"Compiled regions (torch.compile, scope {rec.compile_scope or 'unknown'}) ran as CUDA-graph replays "
+            "(mode reduce-overhead): their kernels launch no op to match to Inductor's record, so they stay with the "
+            "call around the launch; capture --compile default --cuda-graphs gives replays analyze can match."
+        )
+    elif rec is not None and rec.compile_scope is not None:
+        notes.append(
+            f"Compiled regions (torch.compile, scope {rec.compile_scope or 'unknown'}): {rec.matched_regions} of "
+            f"{rec.regions} graph calls matched to the graphs Inductor recorded at capture; their kernels are given "
+            "to the modules Inductor generated them for (a kernel fusing several modules goes to their common "
+            "ancestor: see the fusions table)."
         )
     unknown = [(c, n) for c, n in index.events.other_categories if c.lower() not in _QUIET_CATEGORIES]
     if unknown:

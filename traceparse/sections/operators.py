@@ -29,7 +29,7 @@ def compute(ctx: Context, _done: Mapping[str, Any]) -> list[dict[str, Any]]:
     # Module scopes are CPU ops too (record_function): without this, a CPU capture's every op
     # would roll up into the root scope. Operators are the aten ops under the scopes.
     scope = np.zeros(is_op.shape, bool)
-    scope[attr.calls.pos] = True
+    scope[attr.calls.pos[attr.calls.pos >= 0]] = True  # recovered calls have no interval
     is_op &= ~scope
     start = items.op.copy()
     has_anchor = items.anchor >= 0
