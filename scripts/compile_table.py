@@ -9,7 +9,8 @@ Reads `<stem>-<workload>-<variant>.pt.trace.json.gz` as `scripts/device_compile.
   one forward; decode: one generate step, prefill + 15 tokens);
 - token ms (decode): per-token decode latency under the profiler (generation section, median);
 - GPU busy ms: the union of kernel intervals per step under the profiler; "not busy" = step ms −
-  busy ms: what launches and the CPU cost beyond the kernels (what CUDA graphs remove);
+  busy ms: what launches and the CPU cost beyond the kernels (what CUDA graphs remove); n/a where
+  the profiled kernels alone took longer than the unprofiled step;
 - GEMM / other ms: kernel time of the GEMM family and of everything but GEMM and attention
   (elementwise, reductions, norms: what fusion shrinks);
 - kernels: launches per step; block ms: mean per-block GPU time; matched: share of recovered
@@ -46,7 +47,11 @@ def row(path: Path) -> dict[str, Any]:
         "step_ms": step,
         "token_ms": gen.get("decode_ms_median"),
         "busy_ms": busy,
-        "not_busy_ms": step - busy if step is not None and busy is not None and g.mode != "generate" else None,
+        # Under the profiler a GPU-bound step's kernels can take longer than the whole unprofiled
+        # step: a negative difference says nothing of launch cost, so none is shown.
+        "not_busy_ms": step - busy
+        if step is not None and busy is not None and g.mode != "generate" and step >= busy
+        else None,
         "gemm_ms": fam.get("gemm", 0.0),
         "other_ms": sum(v for k, v in fam.items() if k not in ("gemm", "attention")),
         "kernels": kernels,

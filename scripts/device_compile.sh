@@ -74,6 +74,12 @@ elif [ "$GROUP" = redo ]; then
   cap nemotron-8l-decode-eager 60 $N --seq-len 215 --mode generate --new-tokens 16 --steps 2
   cap nemotron-8l-fwd215-compile-graphs 150 $N --seq-len 215 --steps 3 --compile default --cuda-graphs
   cap nemotron-8l-decode-compile 150 $N --seq-len 215 --mode generate --new-tokens 16 --steps 2 --compile default
+elif [ "$GROUP" = last ]; then
+  # The NemotronH rows the third call had no time for.
+  cap nemotron-8l-fwd215-graphs 40 $N --seq-len 215 --steps 3 --cuda-graphs
+  cap nemotron-8l-fwd4096-eager 40 $N --seq-len 4096 --steps 2
+  cap nemotron-8l-fwd4096-compile 80 $N --seq-len 4096 --steps 2 --compile default
+  cap nemotron-8l-fwd4096-compile-graphs 80 $N --seq-len 4096 --steps 2 --compile default --cuda-graphs
 else
   table nemotron-8l "$N" 215
   cap nemotron-8l-decode-eager 60 $N --seq-len 215 --mode generate --new-tokens 16 --steps 2
