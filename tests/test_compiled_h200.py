@@ -194,3 +194,21 @@ def test_graph_decode_tokens_get_modules_and_flops(name: str) -> None:
     replays = next(r for r in report.recovered if r["source"] == "CUDA-graph replays")
     assert replays["matched_pct"] > 90
     assert report.general.unattributed_ms < 0.02 * report.general.kernel_ms
+
+
+def test_a_mangled_compile_block_does_not_break_the_report(tmp_path: Path) -> None:
+    """Hand-edited provenance of the wrong types: no recovery, no crash, the blocks still come
+    from their eager scopes."""
+    trace = _trace("llama-2l-fwd-compile-blocks")
+    trace["traceparse"]["compile"] = {
+        "scope": 3,
+        "modules": "x",
+        "graphs": [{"sites": [["k", "not a list"], 7]}, "junk"],
+        "warmup": [{"warmup_s": "soon"}],
+    }
+    path = tmp_path / "mangled.pt.trace.json.gz"
+    with gzip.open(path, "wt") as fh:
+        json.dump(trace, fh)
+    report = run_pipeline(path).report
+    assert [b.index for b in report.blocks] == [0, 1]
+    assert report.recovered == []

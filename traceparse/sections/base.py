@@ -99,6 +99,12 @@ def kv_value(row: tuple[str, Any], unknown: str) -> Any:
     return v(unknown) if callable(v) else v
 
 
+def cut(text: str, width: int = 80) -> str:
+    """Kernel names run to hundreds of characters (templates, fusions): cut for a table cell
+    (the JSON keeps them whole)."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def ms(us: float) -> float:
     return us / 1e3
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from traceparse.kernels import FAMILIES
-from traceparse.sections.base import Column, SectionSpec, TableSpec, count, ms
+from traceparse.sections.base import Column, SectionSpec, TableSpec, count, cut, ms
 from traceparse.sections.context import Context
 
 
@@ -50,11 +50,6 @@ def compute(ctx: Context, _done: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _name(name: str, width: int = 80) -> str:
-    """Kernel names run to hundreds of characters (templates): cut for the table (JSON has all)."""
-    return name if len(name) <= width else name[: width - 1] + "…"
-
-
 SECTION = SectionSpec(
     key="top_kernels",
     compute=compute,
@@ -64,7 +59,7 @@ SECTION = SectionSpec(
         shown=lambda r: bool(r.top_kernels),
         rows=lambda r, _lang: r.top_kernels,
         columns=(
-            Column("kernel", lambda k, _u: _name(str(k["kernel"]))),
+            Column("kernel", lambda k, _u: cut(str(k["kernel"]))),
             Column("family", lambda k, _u: k["family"]),
             Column("count/step", lambda k, _u: count(k["count"])),
             Column("total ms", lambda k, _u: f"{k['total_ms']:.3f}"),

@@ -135,7 +135,7 @@ def _trace_notes(ctx: Context) -> list[str]:
             f"Compiled regions (torch.compile, scope {rec.compile_scope or 'unknown'}): {rec.matched_regions} of "
             f"{rec.regions} graph calls matched to the graphs Inductor recorded at capture; their kernels are given "
             "to the modules Inductor generated them for (a kernel fusing several modules goes to their common "
-            "ancestor: see the fusions table)."
+            "ancestor: see the fusions table)." + _warmup(trace.metadata)
         )
     unknown = [(c, n) for c, n in index.events.other_categories if c.lower() not in _QUIET_CATEGORIES]
     if unknown:
@@ -147,6 +147,22 @@ def _trace_notes(ctx: Context) -> list[str]:
     if trace.source_format == "array":
         notes.append("Trace in Chrome's JSON-array form (no metadata).")
     return notes
+
+
+def _warmup(meta: dict[str, Any]) -> str:
+    """What compiling took before the profiled steps (capture's warm-up rounds), if recorded."""
+    comp = meta.get("compile")
+    rounds = comp.get("warmup") if isinstance(comp, dict) else None
+    if not isinstance(rounds, list) or not rounds or not all(isinstance(r, dict) for r in rounds):
+        return ""
+    try:  # a hand-edited block must not break the report
+        secs = sum(float(r.get("warmup_s", 0.0)) for r in rounds)
+        n = sum(int(r.get("warmup_rounds", 0)) for r in rounds)
+    except (TypeError, ValueError):
+        return ""
+    stable = all(r.get("stable") for r in rounds)
+    tail = "nothing recompiled after it" if stable else "it was still recompiling when warm-up stopped"
+    return f" Compiling took {secs:.1f} s in {n} warm-up round(s) before the profiled steps; {tail}."
 
 
 def _graph_replayed(index: Any) -> int:

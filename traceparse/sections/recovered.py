@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from traceparse.recover import SOURCE_COMPILED, SOURCE_REPLAY, Recovery
-from traceparse.sections.base import Column, SectionSpec, TableSpec, count, ms
+from traceparse.sections.base import Column, SectionSpec, TableSpec, count, cut, ms
 from traceparse.sections.context import Context
 
 _SOURCES = ((SOURCE_COMPILED, "compiled regions"), (SOURCE_REPLAY, "CUDA-graph replays"))
@@ -75,10 +75,6 @@ def _pct(v: float | None) -> str:
     return "unknown" if v is None else f"{v:.1f}"
 
 
-def _short(text: str, width: int = 60) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 SECTION = SectionSpec(
     key="recovered",
     compute=compute,
@@ -107,8 +103,8 @@ FUSIONS_SECTION = SectionSpec(
         shown=lambda r: bool(r.fusions),
         rows=lambda r, _lang: r.fusions,
         columns=(
-            Column("kernel", lambda x, _u: _short(str(x["kernel"]))),
-            Column("modules", lambda x, _u: _short(", ".join(m or "(block)" for m in x["modules"]), 70)),
+            Column("kernel", lambda x, _u: cut(str(x["kernel"]))),
+            Column("modules", lambda x, _u: cut(", ".join(m or "(compiled module)" for m in x["modules"]), 70)),
             Column("given to", lambda x, _u: x["given_to"]),
             Column("count/step", lambda x, _u: count(x["count"])),
             Column("total ms", lambda x, _u: f"{x['total_ms']:.3f}"),
