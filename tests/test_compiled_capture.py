@@ -8,6 +8,8 @@ The CPU's generated C++ kernels launch no op of their own, so on the CPU only th
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,11 +66,14 @@ def test_compile_options_are_checked() -> None:
 
 @pytest.fixture(scope="module")
 def compiled_blocks(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from traceparse.capture import run_capture
-
+    """Captured in a child process: torch.compile leaves Inductor's compile threads behind, and a
+    process with other threads must not fork the loader's workers (later tests need them)."""
     out = tmp_path_factory.mktemp("compiled")
-    opts = CaptureOptions(preset="llama-3.1-8b-tiny", seq_len=32, steps=2, compile="default", out=out)
-    return run_capture(opts).trace_path
+    cmd = [sys.executable, "-m", "traceparse", "capture", "--preset", "llama-3.1-8b-tiny", "--seq-len", "32"]
+    cmd += ["--steps", "2", "--compile", "default", "-o", str(out), "--name", "tiny", "--no-report", "-q"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out / "tiny.pt.trace.json.gz"
 
 
 def test_blocks_compile_records_one_site_per_kernel_call(compiled_blocks: Path) -> None:
