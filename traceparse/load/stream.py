@@ -10,9 +10,9 @@ shape arguments are kept once per distinct value, so peak memory is the columns,
 text nor a Python object per event. On Linux an uncompressed file's blocks are decoded by
 forked worker processes (one per core, up to 4; TRACEPARSE_WORKERS=1 decodes in this process)
 while this one only merges their columns: merging is cheap, so keeping it off the workers' path
-beats decoding here too. A gzip is decompressed and cut by this process, and each block's text
-goes to a worker. Blocks are merged in file order, so ids come out as a sequential read numbers
-them.
+beats decoding here too. A gzip is inflated and cut by this process, and each block's text goes
+to a worker through memory shared with it (gzipped.py). Blocks are merged in file order, so ids
+come out as a sequential read numbers them.
 
 Cutting needs no JSON scanner: a JSON string cannot hold a raw newline, so Kineto's event
 separator `},\n  {` (the whitespace seen between `[` and the first event) occurs only between
@@ -37,13 +37,12 @@ import re
 import signal
 import sys
 import threading
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -54,28 +53,15 @@ from traceparse.load.blocks import (
     Block,
     Tables,
     columnize,
+    decode_mapped,
     decode_range,
-    decode_text,
-    fill,
     init_worker,
 )
+from traceparse.load.gzipped import CARRY_ROOM, GZIP_ERRORS, GzipFile, Ring, cut_blocks
 from traceparse.load.layout import Layout, read_layout
 from traceparse.load.merge import Columns
 from traceparse.load.schema import NS_MAGNITUDE, TRACE_DECODER, Events, RawTrace, ShapesFor
 from traceparse.load.whole import find_trace_in_dir
-
-# A gzip's inflate runs in this process, ahead of the workers: ISA-L's is ~3x zlib's (0.3 s vs
-# 1.0 s for a 370 MB trace). Without isal (a box without the registry), the stdlib's.
-_GzipFile: Any
-try:
-    from isal.igzip import IGzipFile as _GzipFile
-    from isal.isal_zlib import error as _IsalError
-
-    GZIP_ERRORS: tuple[type[Exception], ...] = (zlib.error, cast(type[Exception], _IsalError))
-except ImportError:  # pragma: no cover - isal is a dependency; this is for bare environments
-    from gzip import GzipFile as _GzipFile
-
-    GZIP_ERRORS = (zlib.error,)
 
 # A damaged file (I/O, truncated or corrupt gzip): the full path reports it.
 DAMAGED: tuple[type[Exception], ...] = (OSError, EOFError, *GZIP_ERRORS)
@@ -112,68 +98,88 @@ def _can_fork() -> bool:
     )
 
 
-class _InOrder:
+class InOrder:
     """Decodes blocks in this process, or in forked worker processes when asked and possible,
     and merges their columns in submission order (so codes come out as a sequential read numbers
-    them). With workers, at most two blocks per worker are in flight: the reader stays ahead
-    without holding the whole file; this process merges, and does `cols.meanwhile` once every
-    worker has work queued."""
+    them). With workers, at most `ahead` blocks are in flight (default two per worker: a gzip's
+    reader stays ahead without holding the whole file); this process merges, and does
+    `cols.meanwhile` once that many are queued. `shared`: block size of a gzip's blocks, for which
+    the workers get a ring of buffers shared with this process (`ring`, None without workers)."""
 
-    def __init__(self, cols: Columns, n_workers: int, merged: Callable[[int], Any]) -> None:
+    def __init__(
+        self, cols: Columns, n_workers: int, merged: Callable[[int], Any], shared: int = 0, ahead: int = 0
+    ) -> None:
         self.cols, self.merged = cols, merged
         self.tables = Tables((os.getpid(), id(cols)), cols.shapes_for)
         self.pool: ProcessPoolExecutor | None = None
-        self.limit = 2 * n_workers
-        self.pending: deque[tuple[Future[Block], int]] = deque()
+        self.ring: Ring | None = None
+        self.limit = ahead or 2 * n_workers
+        self.pending: deque[tuple[Future[Block], int, float | None, int | None]] = deque()
         if n_workers > 1 and _can_fork():
             try:
+                # A slot per block in flight, and one being filled (made before the workers fork).
+                self.ring = Ring(self.limit + 1, shared + 2 + CARRY_ROOM) if shared else None
                 self.pool = ProcessPoolExecutor(
                     n_workers,
                     mp_context=multiprocessing.get_context("fork"),
                     initializer=init_worker,
-                    initargs=(cols.shapes_for,),
+                    initargs=(cols.shapes_for, self.ring.mem if self.ring else None),
                 )
             except (OSError, RuntimeError, ValueError) as exc:  # no semaphores or processes here
+                self._close_ring()
                 raise _NoWorkers from exc
 
-    def __enter__(self) -> _InOrder:
+    def __enter__(self) -> InOrder:
         return self
 
-    def submit(self, fn: Callable[..., Block], args: tuple[Any, ...], nbytes: int) -> None:
+    def submit(
+        self, fn: Callable[..., Block], args: tuple[Any, ...], nbytes: int, share: float | None, slot: int | None = None
+    ) -> None:
+        """Decode fn(*args) (`nbytes` of the input, `share` of it read by then); `slot`: the
+        ring slot the block lies in, free again once its result is back."""
         if self.pool is None:
-            self._merge(fn(*args, self.tables), nbytes)
+            self._merge(fn(*args, self.tables), nbytes, share)
             return
         try:
             with _sigint_blocked():  # a worker forked here inherits the block: Ctrl-C is the parent's alone
-                self.pending.append((self.pool.submit(fn, *args), nbytes))
+                self.pending.append((self.pool.submit(fn, *args), nbytes, share, slot))
         except (OSError, RuntimeError, AssertionError) as exc:  # no processes to be had
             raise _NoWorkers from exc
         if len(self.pending) == self.limit:
             self.cols.meanwhile()  # every worker has work queued: this process is free until they finish
         while len(self.pending) > self.limit:
-            self._take_one()
+            self.take_one()
 
-    def _take_one(self) -> None:
-        fut, nbytes = self.pending.popleft()
+    def take_one(self) -> None:
+        """Wait for the oldest block in flight and merge it."""
+        fut, nbytes, share, slot = self.pending.popleft()
         try:
             block = fut.result()
         except BrokenProcessPool as exc:  # a worker died (killed for memory?): one process then
             raise _NoWorkers from exc
-        self._merge(block, nbytes)
+        if slot is not None and self.ring is not None:
+            self.ring.free.append(slot)
+        self._merge(block, nbytes, share)
 
-    def _merge(self, block: Block, nbytes: int) -> None:
-        self.cols.merge(block)
+    def _merge(self, block: Block, nbytes: int, share: float | None) -> None:
+        self.cols.merge(block, share)
         self.merged(nbytes)
+
+    def _close_ring(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             while exc_type is None and self.pending:
-                self._take_one()
+                self.take_one()
         finally:
             if self.pool is not None:
-                for fut, _ in self.pending:
+                for fut, *_ in self.pending:
                     fut.cancel()
                 self.pool.shutdown(wait=True, cancel_futures=True)
+            self._close_ring()
 
 
 @contextlib.contextmanager
@@ -205,7 +211,7 @@ def _open(path: Path) -> tuple[Any, Any, int, bool] | None:
         raw.seek(0)
         return raw, raw, size, False
     raw.seek(0)
-    text = _GzipFile(fileobj=raw, mode="rb")
+    text = GzipFile(fileobj=raw, mode="rb")
     if text.peek(2)[:2] == b"\x1f\x8b":  # gzip inside gzip: the full path unwraps it
         raw.close()
         return None
@@ -295,28 +301,11 @@ def _stream(
     block: int,
     n_workers: int,
 ) -> RawTrace:
-    """A gzip (no random access): this process decompresses and cuts block after block, and the
-    decoding goes to the workers, if any (each block's text is sent to one)."""
-    with _InOrder(cols, n_workers, lambda _nbytes: progress and progress(raw.tell(), size)) as decoder:
-        while True:
-            buf = bytearray(len(carry) + block + 2)
-            buf[0] = 0x5B  # "["
-            buf[1 : 1 + len(carry)] = carry
-            got = fill(stream, memoryview(buf)[1 + len(carry) : 1 + len(carry) + block])
-            end = 1 + len(carry) + got
-            cut = buf.rfind(layout.sep, 1, end)
-            if cut >= 0:
-                buf[cut + 1] = 0x5D  # the "," after the last complete event becomes "]"
-                carry = bytes(buf[cut + len(layout.sep) - 1 : end])
-                del buf[cut + 2 :]
-                decoder.submit(decode_text, (buf,), cut + 2)
-            elif got == block and end > 4 * block:
-                raise Bail  # no separator in 4 blocks: another format (minified): the full path
-            else:
-                carry = bytes(buf[1:end])
-            if got < block:  # the end: the last event, then "]" and the top-level keys after it
-                break
-    return _finish(carry, layout, cols, Tables((os.getpid(), id(carry)), cols.shapes_for))
+    """A gzip (no random access): this process inflates and cuts block after block
+    (gzipped.cut_blocks), and the decoding goes to the workers, if any."""
+    with InOrder(cols, n_workers, lambda _nbytes: progress and progress(raw.tell(), size), shared=block) as decoder:
+        rest = cut_blocks(stream, layout, carry, decoder, block, lambda: raw.tell() / size if size else None)
+    return _finish(rest, layout, cols, Tables((os.getpid(), id(rest)), cols.shapes_for))
 
 
 def _ranges(
@@ -369,9 +358,13 @@ def _ranges(
         if progress is not None:
             progress(done, size)
 
-    with _InOrder(cols, n_workers if len(ranges) > 1 else 1, merged) as decoder:
+    # Every range is queued at once (a range is two offsets; the workers read the file): a worker
+    # that is done takes the next range even while this process waits for an older, slower block
+    # to merge in order. Two blocks per worker in flight left one idle for ~0.07 s at the end.
+    with InOrder(cols, n_workers if len(ranges) > 1 else 1, merged, ahead=len(ranges)) as decoder:
+        decode = decode_range if decoder.pool is None else decode_mapped
         for a, b in ranges:
-            decoder.submit(decode_range, (raw.name, a, b), b - a)
+            decoder.submit(decode, (raw.name, a, b), b - a, (b - first) / max(1, last + 1 - first))
     raw.seek(last + len(layout.sep) - 1 if last > 0 else first)
     tail = raw.read()
     if progress is not None:
@@ -389,6 +382,6 @@ def _finish(rest: bytes, layout: Layout, cols: Columns, tables: Tables) -> RawTr
             top = TRACE_DECODER.decode(layout.header + b"]" + layout.closing + rest[m.end() :])
         except msgspec.DecodeError:
             continue
-        cols.merge(columnize(last, tables))
+        cols.merge(columnize(last, tables), 1.0)
         return top
     raise Bail
