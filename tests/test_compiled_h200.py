@@ -133,6 +133,18 @@ def test_model_scope_recovers_blocks_from_provenance(blocks: Analysis, model: An
     gemm = sum(on_weights) / 2 / 1e3
     assert _module_ms(model, "", "Linear") == pytest.approx(gemm, rel=1e-9)
     assert model.report.general.unattributed_ms == pytest.approx(0.0, abs=1e-9)
+
+    # The rotary tables, computed once in the model, are fused into each layer's attention
+    # kernels: such a kernel runs for that layer's attention, not for the model.
+    def layers(f: dict[str, Any]) -> set[str]:
+        return {m.split(".")[2] for m in f["modules"] if m.startswith("model.layers.")}
+
+    rotary = [f for f in model.report.fusions if "model.rotary_emb" in f["modules"] and len(layers(f)) == 1]
+    assert len(rotary) >= 4
+    assert all(f["given_to"] == f"model.layers.{layers(f).pop()}.self_attn" for f in rotary)
+    # A kernel that fuses the end of one block with the start of the next stays with the model.
+    across = [f for f in model.report.fusions if len(layers(f)) == 2]
+    assert across and all(f["given_to"] == "model" for f in across)
     assert model.report.recovered[0]["matched_pct"] == pytest.approx(100.0)
 
 

@@ -63,6 +63,20 @@ def _class_table(meta: dict[str, Any]) -> dict[str, str]:
     return out
 
 
+def _owner(paths: list[str], container: str | None) -> str:
+    """The module a site's kernel is given to: the common ancestor of its modules; but when the
+    modules inside blocks all lie in one block, that block's share of the common ancestor. A
+    kernel applying the rotary tables inside layer 3's attention, fused with computing them in
+    the model, runs for layer 3 (model-scope compiles fuse such shared inputs into every layer);
+    one fusing the end of layer 3 with the start of layer 4 stays with the model."""
+    if container and len(paths) > 1:
+        head = f"{container}."
+        blocks = {p[len(head) :].split(".", 1)[0] for p in paths if p.startswith(head)}
+        if len(blocks) == 1:
+            return common_path([p for p in paths if p.startswith(head)])
+    return common_path(paths)
+
+
 def recover_modules(attr: Attribution, meta: dict[str, Any]) -> Attribution:
     graphs = graphs_of(meta)
     cg = meta.get("cuda_graphs")
@@ -83,6 +97,7 @@ def recover_modules(attr: Attribution, meta: dict[str, Any]) -> Attribution:
     safe = np.where(items.anchor >= 0, items.anchor, 0)
 
     sites = find_sites(attr, graphs[0]) if graphs is not None else None
+    container = meta.get("blocks_container") if isinstance(meta.get("blocks_container"), str) else None
     if sites is not None:
         regions, matched_regions = sites.regions, sites.matched_regions
         site_at = attr.index.forest.propagate(sites.site_of_pos, sites.site_of_pos >= 0)
@@ -99,7 +114,7 @@ def recover_modules(attr: Attribution, meta: dict[str, Any]) -> Attribution:
                 # An extern op computes one FX node; the others in its origins are inputs whose
                 # views or casts were folded into the call (the mask, the rotary tables).
                 rel = [max(rel, key=lambda p: (p.count(".") + bool(p), p))]
-            owner = common_path(rel)
+            owner = _owner(rel, container)
             if len(rel) > 1 and s not in fusion_of_site:
                 fusion_of_site[s] = len(fusions)
                 fusions.append(Fusion(sites.names[s], tuple(rel), owner))
