@@ -115,6 +115,8 @@ def decode(data: bytes, path: Path) -> tuple[RawTrace, str]:
             raise UnreadableError(f"{path}: truncated JSON (was the export interrupted?)") from None
         if head not in (b"{", b"["):
             raise NotATraceError(f"{path}: not a JSON trace") from None
+        if "utf-8" in msg.lower():  # msgspec reports bad bytes in a string as a decode error too
+            raise UnreadableError(f"{path}: text that is not valid UTF-8: corrupt file?") from None
         raise UnreadableError(f"{path}: malformed JSON: {msg}") from None
     except UnicodeDecodeError:
         raise UnreadableError(f"{path}: text that is not valid UTF-8: corrupt file?") from None
