@@ -56,7 +56,7 @@ def relative_path(dynamo_path: str) -> str:
     return path.lstrip(".")
 
 
-def _node_modules(node: Any) -> tuple[str, str] | None:
+def _node_modules(node: Any) -> tuple[str, str]:
     stack = node.meta.get("nn_module_stack") or node.meta.get("fwd_nn_module_stack")
     if not stack:
         return ("", "")
@@ -115,11 +115,9 @@ class ProvenanceRecorder:
                 node = nodes.get(name)
                 if node is None or node.op != "call_function" or _op_name(node) in _VIEW_OPS:
                     continue
-                found = _node_modules(node)
-                if found is not None:
-                    idx = self._module(*found)
-                    if idx not in mods:
-                        mods.append(idx)
+                idx = self._module(*_node_modules(node))
+                if idx not in mods:
+                    mods.append(idx)
             sites.append([kernel, mods])
         source = getattr(compiled, "source_code", None) or ""
         self.graphs.append(

@@ -126,8 +126,9 @@ def recover_modules(attr: Attribution, meta: dict[str, Any]) -> Attribution:
         source[hit] = SOURCE_COMPILED
         call[hit] = recovered[safe[hit]]
         matched[hit] = call[hit] != attr.items.call[hit]
-        for s, f in fusion_of_site.items():
-            fusion[hit & (site_at[safe] == s)] = f
+        fusion_of_row = np.full(len(sites.modules), -1, np.int64)
+        fusion_of_row[list(fusion_of_site)] = list(fusion_of_site.values())
+        fusion[hit] = fusion_of_row[site_at[safe[hit]]]
 
     ref_items = 0
     twin = None
@@ -139,8 +140,12 @@ def recover_modules(attr: Attribution, meta: dict[str, Any]) -> Attribution:
             ref_items, twin = rm.reference_items, rm.twin
             source[rm.replayed] = SOURCE_REPLAY
             ext = interim.calls
+            chains: dict[int, tuple[tuple[str, str], ...]] = {}  # per twin call: one walk up the tree
             for i in np.flatnonzero(rm.replayed & (rm.twin >= 0) & (call >= 0)).tolist():
-                chain = chain_to_root(ext, int(call[rm.twin[i]]))
+                twin_call = int(call[rm.twin[i]])
+                if twin_call not in chains:
+                    chains[twin_call] = chain_to_root(ext, twin_call)
+                chain = chains[twin_call]
                 if chain:
                     call[i] = builder.leaf(int(call[i]), chain)
                     matched[i] = True

@@ -10,6 +10,7 @@ import numpy as np
 
 from traceparse.load import RUNTIME
 from traceparse.rates import stream_overlap_us
+from traceparse.recover import SOURCE_REPLAY
 from traceparse.sections.base import Column, SectionSpec, TableSpec
 from traceparse.sections.context import Context
 
@@ -106,7 +107,7 @@ def _trace_notes(ctx: Context) -> list[str]:
     graph_items = _graph_replayed(index)
     rec = attr.recovery
     if graph_items and rec is not None and rec.reference_items:
-        replayed = rec.source == 2
+        replayed = rec.source == SOURCE_REPLAY
         share = float(attr.items.dur[replayed & rec.matched].sum()) / max(float(attr.items.dur[replayed].sum()), 1e-9)
         notes.append(
             f"{graph_items} GPU items came from CUDA-graph replays (cudaGraphLaunch): matched, kernel by kernel, to "

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from traceparse.recover import SOURCE_COMPILED, SOURCE_REPLAY, Recovery
-from traceparse.sections.base import Column, SectionSpec, TableSpec, count, cut, ms
+from traceparse.sections.base import Column, SectionSpec, TableSpec, count, cut, ms, num
 from traceparse.sections.context import Context
 
 _SOURCES = ((SOURCE_COMPILED, "compiled regions"), (SOURCE_REPLAY, "CUDA-graph replays"))
@@ -71,10 +71,6 @@ def compute_fusions(ctx: Context, _done: Mapping[str, Any]) -> list[dict[str, An
     ]
 
 
-def _pct(v: float | None) -> str:
-    return "unknown" if v is None else f"{v:.1f}"
-
-
 SECTION = SectionSpec(
     key="recovered",
     compute=compute,
@@ -87,9 +83,9 @@ SECTION = SectionSpec(
             Column("kernels/step", lambda x, _u: count(x["kernels"])),
             Column("kernel ms", lambda x, _u: f"{x['kernel_ms']:.3f}"),
             Column("to modules ms", lambda x, _u: f"{x['to_module_ms']:.3f}"),
-            Column("matched %", lambda x, _u: _pct(x["matched_pct"])),
+            Column("matched %", lambda x, u: num(x["matched_pct"], "{:.1f}", u)),
             Column("fused ms", lambda x, _u: f"{x['fused_ms']:.3f}"),
-            Column("share %", lambda x, _u: _pct(x["share_pct"])),
+            Column("share %", lambda x, u: num(x["share_pct"], "{:.1f}", u)),
         ),
     ),
 )
